@@ -1,0 +1,56 @@
+# Quick start: `make run` serves the clock, `make test` runs every check.
+# Both build their own virtualenv from the hash-pinned lock files.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+RUN_VENV := .venv
+TEST_VENV := .venv-test
+FIND_PYTHON := scripts/find-python
+PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+
+.PHONY: help run test screenshot bench-accuracy lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: $(RUN_VENV)/.installed ## serve the clock on http://127.0.0.1:8000 (HOST, PORT, ... override)
+	$(RUN_VENV)/bin/python -m moscow_clock
+
+test: $(TEST_VENV)/.installed ## lint and run the whole test suite (browser and server tests included)
+	$(TEST_VENV)/bin/ruff check --no-cache .
+	$(TEST_VENV)/bin/ruff format --no-cache --check .
+	scripts/ensure-browser $(TEST_VENV)
+	PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot.png
+	scripts/ensure-browser $(TEST_VENV)
+	$(TEST_VENV)/bin/python -m tests.support.screenshot docs/screenshot.png
+
+bench-accuracy: $(TEST_VENV)/.installed ## measure how close to the true second the page flips
+	scripts/ensure-browser $(TEST_VENV)
+	$(TEST_VENV)/bin/python -m bench.flip_accuracy $(BENCH_ARGS)
+
+lock: $(TEST_VENV)/.installed ## re-pin requirements.txt and requirements-dev.txt from the .in files
+	CUSTOM_COMPILE_COMMAND="make lock" $(TEST_VENV)/bin/pip-compile $(PIP_COMPILE_FLAGS) \
+		--output-file requirements.txt requirements.in
+	CUSTOM_COMPILE_COMMAND="make lock" $(TEST_VENV)/bin/pip-compile $(PIP_COMPILE_FLAGS) \
+		--output-file requirements-dev.txt requirements-dev.in
+
+clean: ## remove the virtualenvs
+	rm -rf $(RUN_VENV) $(TEST_VENV)
+
+# A venv is rebuilt whenever its lock file changes.
+$(RUN_VENV)/.installed: requirements.txt $(FIND_PYTHON)
+	python=$$($(FIND_PYTHON)) && "$$python" -m venv --clear $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--require-hashes --no-deps -r requirements.txt
+	touch $@
+
+$(TEST_VENV)/.installed: requirements-dev.txt $(FIND_PYTHON)
+	python=$$($(FIND_PYTHON)) && "$$python" -m venv --clear $(TEST_VENV)
+	$(TEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--require-hashes --no-deps -r requirements-dev.txt
+	touch $@

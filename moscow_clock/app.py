@@ -1,0 +1,68 @@
+"""The app factory: wires the clock, the ticker and the routes together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from quart import Quart, Response
+
+from .clock import Clock, wall_clock_ms
+from .runtime import Runtime, current_runtime
+from .ticker import Ticker
+from .views import blueprint
+
+# templates/ and static/ sit beside the package, in the repo and in the images.
+ROOT = Path(__file__).resolve().parent.parent
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def create_app(clock: Clock = wall_clock_ms) -> Quart:
+    app = Quart(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    # Static files revalidate (ETag, Last-Modified) instead of going stale:
+    # there is no build step that would put a hash in their names.
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
+    Runtime(clock=clock, ticker=Ticker(clock)).attach(app)
+    app.register_blueprint(blueprint)
+    app.while_serving(_run_ticker)
+    app.after_request(_add_security_headers)
+    return app
+
+
+async def _run_ticker() -> AsyncIterator[None]:
+    ticker = current_runtime().ticker
+    task = asyncio.create_task(ticker.run(), name="moscow-clock-ticker")
+    yield
+    ticker.close()
+    task.cancel()
+
+
+async def _add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,145 @@
+"""Pure Moscow-time math and the JSON payloads built from it.
+
+Every function takes the current time as an argument (epoch milliseconds), so
+tests drive them with any instant and no sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+TZ_NAME = "Europe/Moscow"
+# Resolved from the pinned `tzdata` package when the host has no zone files
+# (slim and distroless images); zoneinfo prefers the system copy if present.
+MOSCOW = ZoneInfo(TZ_NAME)
+
+type Clock = Callable[[], float]
+"""Returns the current wall-clock time in epoch milliseconds."""
+
+
+def wall_clock_ms() -> float:
+    return time.time_ns() / 1_000_000
+
+
+def _dumps(payload: dict[str, object]) -> str:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MoscowTime:
+    """One whole second of Moscow time, in the forms the page and API need."""
+
+    epoch_ms: int
+    iso: str
+    hms: str
+    date: str
+    utc_offset_s: int
+
+    @property
+    def tz(self) -> str:
+        return TZ_NAME
+
+    @property
+    def utc_label(self) -> str:
+        sign = "+" if self.utc_offset_s >= 0 else "-"
+        hours, rest = divmod(abs(self.utc_offset_s), 3600)
+        return f"UTC{sign}{hours:02d}:{rest // 60:02d}"
+
+
+def second_start_ms(now_ms: float) -> int:
+    """The whole second that contains `now_ms` (floor, also before 1970)."""
+    return math.floor(now_ms / 1000) * 1000
+
+
+def next_second_ms(now_ms: float) -> int:
+    """The first whole second strictly after `now_ms`."""
+    return second_start_ms(now_ms) + 1000
+
+
+def _moscow_datetime(epoch_ms: int) -> datetime:
+    # Integer arithmetic: float seconds could round 23:59:59.9999996 up a day.
+    seconds, millis = divmod(epoch_ms, 1000)
+    utc = datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
+    return utc.astimezone(MOSCOW)
+
+
+def _utc_offset_s(local: datetime) -> int:
+    offset = local.utcoffset()
+    assert offset is not None  # a ZoneInfo always yields one
+    return int(offset.total_seconds())
+
+
+def moscow_time(now_ms: float) -> MoscowTime:
+    second = second_start_ms(now_ms)
+    local = _moscow_datetime(second)
+    return MoscowTime(
+        epoch_ms=second,
+        iso=local.isoformat(timespec="seconds"),
+        hms=local.strftime("%H:%M:%S"),
+        # Built by hand: strftime's %A/%B follow the process locale.
+        date=f"{_WEEKDAYS[local.weekday()]}, {local.day} {_MONTHS[local.month - 1]} {local.year}",
+        utc_offset_s=_utc_offset_s(local),
+    )
+
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A tick for one whole second, encoded once and sent to every client."""
+
+    epoch_ms: int
+    text: str
+
+
+def make_tick(epoch_ms: int) -> Tick:
+    moment = moscow_time(epoch_ms)
+    return Tick(
+        epoch_ms=moment.epoch_ms,
+        text=_dumps(
+            {
+                "type": "tick",
+                "epoch_ms": moment.epoch_ms,
+                "iso": moment.iso,
+                "utc_offset_s": moment.utc_offset_s,
+                "tz": TZ_NAME,
+            }
+        ),
+    )
+
+
+def time_snapshot(now_ms: float) -> dict[str, object]:
+    """The body of `GET /api/time`: the exact millisecond, not just the second."""
+    exact_ms = math.floor(now_ms)
+    local = _moscow_datetime(exact_ms)
+    return {
+        "tz": TZ_NAME,
+        "iso": local.isoformat(timespec="milliseconds"),
+        "epoch_ms": exact_ms,
+        "utc_offset_s": _utc_offset_s(local),
+    }
+
+
+def sync_reply(t0: float, server_ms: float) -> str:
+    return _dumps({"type": "sync", "t0": t0, "server_ms": server_ms})

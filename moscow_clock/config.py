@@ -1,0 +1,104 @@
+"""Settings from the environment, read and validated in one place.
+
+A bad value stops start-up with one clear line instead of surfacing later as
+an odd failure deep inside Hypercorn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+    access_log: bool = True
+    # Seconds SIGTERM may take: websockets are closed with 1001 first, then
+    # Hypercorn gets what is left to finish in-flight HTTP requests.
+    graceful_timeout: float = 5.0
+    # Incoming websocket messages are tiny `sync` requests; anything larger is
+    # refused by Hypercorn with close code 1009.
+    ws_max_message_bytes: int = 4096
+    # A listening socket inherited from a supervisor (WORKERS > 1) or a
+    # socket-activating service manager; overrides HOST and PORT.
+    listen_fd: int | None = None
+
+    @property
+    def bind(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            host=env.get("HOST", defaults.host).strip() or defaults.host,
+            port=_number(env, "PORT", defaults.port, low=0, high=65535),
+            workers=_number(env, "WORKERS", defaults.workers, low=1, high=64),
+            log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
+            access_log=_bool(env, "ACCESS_LOG", defaults.access_log),
+            graceful_timeout=_number(
+                env, "GRACEFUL_TIMEOUT", defaults.graceful_timeout, low=0.1, high=300.0
+            ),
+            ws_max_message_bytes=_number(
+                env, "WS_MAX_MESSAGE_BYTES", defaults.ws_max_message_bytes, low=64, high=1 << 20
+            ),
+            listen_fd=None
+            if _raw(env, "LISTEN_FD") is None
+            else _number(env, "LISTEN_FD", 0, low=0, high=1 << 20),
+        )
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return None if value is None or not value.strip() else value.strip()
+
+
+def _number[N: (int, float)](
+    env: Mapping[str, str], name: str, default: N, *, low: N, high: N
+) -> N:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    parse = type(default)
+    try:
+        value = parse(raw)
+    except ValueError:
+        kind = "a whole number" if parse is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {kind}") from None
+    if not low <= value <= high:  # also rejects nan
+        raise ConfigError(f"{name}={raw} is out of range {low}..{high}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw.lower()

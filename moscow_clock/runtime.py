@@ -1,0 +1,31 @@
+"""The per-process objects the routes share, stored on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quart import Quart, current_app
+
+from .clock import Clock
+from .ticker import Ticker
+
+_EXTENSION = "moscow_clock"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    clock: Clock
+    ticker: Ticker
+
+    def attach(self, app: Quart) -> None:
+        app.extensions[_EXTENSION] = self
+
+
+def runtime_of(app: Quart) -> Runtime:
+    found = app.extensions[_EXTENSION]
+    assert isinstance(found, Runtime)
+    return found
+
+
+def current_runtime() -> Runtime:
+    return runtime_of(current_app)

@@ -1,0 +1,146 @@
+"""Runs the app under Hypercorn and shuts it down gracefully.
+
+Hypercorn 0.18 on Python >= 3.12 never finishes its own graceful shutdown
+while a websocket is open (hypercorn issue #308: `Server.wait_closed()` waits
+for every connection). So on SIGTERM/SIGINT we drain first: the ticker tells
+every websocket to close with 1001 ("going away"), and only then is Hypercorn
+asked to stop. A hard deadline guarantees the process exits even if a client
+never completes the closing handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from contextlib import suppress
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+from quart import Quart
+
+from .config import Settings
+from .runtime import runtime_of
+
+log = logging.getLogger("moscow_clock.server")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [
+        f"fd://{settings.listen_fd}" if settings.listen_fd is not None else settings.bind
+    ]
+    config.loglevel = settings.log_level.upper()
+    # Hypercorn logs through the same root handler (format, level) as the app.
+    config.accesslog = logging.getLogger("hypercorn.access") if settings.access_log else None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = settings.graceful_timeout
+    config.websocket_max_message_size = settings.ws_max_message_bytes
+    # No Hypercorn pings: the tick every second already keeps proxies and NATs
+    # awake and makes a vanished peer fail its sends, and Hypercorn never acts
+    # on a missing pong. Its ping task also outlives the socket by up to one
+    # interval, which holds a graceful shutdown open that long.
+    config.websocket_ping_interval = None
+    config.include_server_header = False  # no version banner
+    return config
+
+
+async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set, then drain websockets and stop Hypercorn."""
+    ticker = runtime_of(app).ticker
+
+    async def drained() -> None:
+        await stop.wait()
+        log.info("shutting down: closing %d websockets with 1001", ticker.clients)
+        await ticker.drain(settings.graceful_timeout)
+
+    server = asyncio.create_task(
+        hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=drained)
+    )
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait((server, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not server.done():
+            deadline = settings.graceful_timeout + 1.0
+            done, _ = await asyncio.wait((server,), timeout=deadline)
+            if not done:
+                log.warning("connections still open after %.1f s; closing them", deadline)
+                server.cancel()
+                with suppress(asyncio.CancelledError):
+                    await server
+                return
+        server.result()
+    finally:
+        stopping.cancel()
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    from .app import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    await serve(create_app(), settings, stop)
+
+
+def run(settings: Settings) -> int:
+    """Serve in this process, or supervise WORKERS processes; the exit code."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+    )
+    if settings.workers > 1 and settings.listen_fd is None:
+        return _supervise(settings)
+    asyncio.run(_serve_until_signalled(settings))
+    return 0
+
+
+def _supervise(settings: Settings) -> int:
+    """Bind once and share the socket with WORKERS copies of this server.
+
+    Each worker is a plain single-process server on the inherited socket
+    (`LISTEN_FD`), with its own ticker and its own graceful drain; the
+    supervisor forwards SIGTERM/SIGINT and exits 0 once they all have.
+    """
+    (sock,) = hypercorn_config(settings).create_sockets().insecure_sockets
+    env = {**os.environ, "LISTEN_FD": str(sock.fileno()), "WORKERS": "1"}
+    workers = {
+        process.pid: process
+        for process in (
+            subprocess.Popen(
+                [sys.executable, "-m", "moscow_clock"], env=env, pass_fds=(sock.fileno(),)
+            )
+            for _ in range(settings.workers)
+        )
+    }
+    stopping = False
+
+    def stop(signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in workers.values():
+            with suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    log.info("supervising %d workers on %s", len(workers), settings.bind)
+
+    exit_code = 0
+    while workers:
+        pid, status = os.waitpid(-1, 0)
+        if workers.pop(pid, None) is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and not stopping:
+            log.error("worker %d exited with %d; stopping the others", pid, code)
+            exit_code = exit_code or 1
+            stop()
+    sock.close()
+    return exit_code

@@ -1,0 +1,104 @@
+// A websocket to the server that reconnects by itself, and the sync
+// request/reply on top of it.
+
+/**
+ * Delay before reconnect attempt `attempt` (0-based): exponential, capped,
+ * with "equal jitter" so a thousand pages cut off by one restart don't all
+ * come back in the same millisecond.
+ */
+export function backoffDelay(attempt, random = Math.random, baseMs = 500, capMs = 10000) {
+  const ceiling = Math.min(capMs, baseMs * 2 ** attempt);
+  return ceiling / 2 + random() * (ceiling / 2);
+}
+
+export class ClockConnection {
+  /**
+   * @param {string} url websocket URL
+   * @param {object} handlers onOpen(), onTick(tick, receivedAt), onState(state)
+   * @param {() => number} now the local monotonic clock, in epoch ms
+   */
+  constructor(url, handlers, now, { silenceMs = 4500, syncTimeoutMs = 3000 } = {}) {
+    this.url = url;
+    this.handlers = handlers;
+    this.now = now;
+    this.silenceMs = silenceMs;
+    this.syncTimeoutMs = syncTimeoutMs;
+    this.socket = null;
+    this.attempt = 0;
+    this.watchdog = null;
+    this.retry = null;
+    this.pending = new Map();
+  }
+
+  start() {
+    this.connect("connecting");
+  }
+
+  connect(state) {
+    clearTimeout(this.retry);
+    this.handlers.onState(state);
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.attempt = 0;
+      this.handlers.onState("live");
+      this.feedWatchdog();
+      this.handlers.onOpen();
+    };
+    socket.onmessage = (event) => this.receive(event.data, this.now());
+    socket.onclose = () => this.lost(socket);
+    socket.onerror = () => this.lost(socket);
+  }
+
+  receive(data, receivedAt) {
+    this.feedWatchdog();
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (message.type === "tick") {
+      this.handlers.onTick(message, receivedAt);
+    } else if (message.type === "sync") {
+      const waiter = this.pending.get(message.t0);
+      if (waiter) waiter({ t0: message.t0, serverMs: message.server_ms, t1: receivedAt });
+    }
+  }
+
+  /** One sync round trip; resolves to {t0, serverMs, t1}, or null on failure. */
+  sync() {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== WebSocket.OPEN) return Promise.resolve(null);
+    const t0 = this.now();
+    return new Promise((resolve) => {
+      const done = (sample) => {
+        clearTimeout(timer);
+        this.pending.delete(t0);
+        resolve(sample);
+      };
+      const timer = setTimeout(() => done(null), this.syncTimeoutMs);
+      this.pending.set(t0, done);
+      socket.send(JSON.stringify({ type: "sync", t0 }));
+    });
+  }
+
+  feedWatchdog() {
+    clearTimeout(this.watchdog);
+    // Ticks come every second; silence means a dead link that may never
+    // report a close (a laptop that changed networks, a stalled proxy).
+    this.watchdog = setTimeout(() => this.lost(this.socket), this.silenceMs);
+  }
+
+  lost(socket) {
+    if (socket !== this.socket) return; // an old socket's late event
+    this.socket = null;
+    clearTimeout(this.watchdog);
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    if (socket.readyState !== WebSocket.CLOSED) socket.close();
+    for (const waiter of this.pending.values()) waiter(null);
+    const delay = backoffDelay(this.attempt++);
+    this.handlers.onState("reconnecting");
+    this.retry = setTimeout(() => this.connect("reconnecting"), delay);
+  }
+}

@@ -1,0 +1,114 @@
+// Wires the page: server-authoritative time, painted on the true second.
+import { ClockConnection } from "./connection.js";
+import { OffsetEstimator, localNow } from "./offset.js";
+import { ClockFace, SecondScheduler, moscowParts } from "./render.js";
+
+const SAMPLES_PER_SYNC = 5;
+const RESYNC_EVERY_MS = 60_000;
+const STATUS_TEXT = {
+  connecting: "Connecting…",
+  live: "Live",
+  reconnecting: "Reconnecting… the clock keeps running",
+};
+
+const app = document.getElementById("app");
+const statusEl = document.getElementById("status");
+const accuracyEl = document.getElementById("accuracy");
+const fullscreenButton = document.getElementById("fullscreen");
+
+const estimator = new OffsetEstimator();
+const trueNow = () => localNow() + (estimator.offset ?? 0);
+let utcOffsetS = Number(app.dataset.utcOffsetS);
+const face = new ClockFace(document);
+const scheduler = new SecondScheduler(trueNow, (now) => face.show(moscowParts(now, utcOffsetS)));
+const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+const connection = new ClockConnection(wsUrl, { onOpen: resync, onTick, onState }, localNow);
+let syncing = false;
+
+seedFromPageLoad(Number(app.dataset.serverMs));
+scheduler.refresh();
+connection.start();
+setInterval(resync, RESYNC_EVERY_MS);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") {
+    scheduler.refresh();
+    resync();
+  }
+});
+setUpFullscreen();
+
+/**
+ * The page's own HTTP request is the first sample: the server stamped
+ * data-server-ms between the request start and the first response byte.
+ */
+function seedFromPageLoad(serverMs) {
+  const [nav] = performance.getEntriesByType("navigation");
+  if (nav && nav.responseStart > 0) {
+    const origin = performance.timeOrigin;
+    estimator.addSample(origin + nav.requestStart, serverMs, origin + nav.responseStart);
+  } else {
+    estimator.fallback = serverMs - localNow();
+  }
+}
+
+/** A burst of sequential round trips; the lowest-latency one sets the offset. */
+async function resync() {
+  if (syncing) return;
+  syncing = true;
+  try {
+    for (let i = 0; i < SAMPLES_PER_SYNC; i += 1) {
+      const sample = await connection.sync();
+      if (!sample) break;
+      estimator.addSample(sample.t0, sample.serverMs, sample.t1);
+    }
+  } finally {
+    syncing = false;
+  }
+  scheduler.refresh();
+  showAccuracy();
+}
+
+function onTick(tick, receivedAt) {
+  if (Number.isFinite(tick.utc_offset_s)) utcOffsetS = tick.utc_offset_s;
+  if (estimator.observeTick(tick.epoch_ms, receivedAt)) resync();
+  scheduler.refresh();
+}
+
+function onState(state) {
+  if (statusEl.dataset.state === state) return;
+  statusEl.dataset.state = state;
+  statusEl.textContent = STATUS_TEXT[state];
+}
+
+/** How far the device clock is off, as time.is shows it. */
+function showAccuracy() {
+  const uncertainty = estimator.uncertainty;
+  if (!Number.isFinite(uncertainty)) return;
+  const errorMs = Date.now() - trueNow();
+  const plusMinus = `±${formatSeconds(uncertainty)}`;
+  accuracyEl.textContent =
+    Math.abs(errorMs) <= Math.max(uncertainty, 20)
+      ? `Your device clock is exact (${plusMinus})`
+      : `Your device clock is ${formatSeconds(Math.abs(errorMs))} ${errorMs > 0 ? "ahead" : "behind"} (${plusMinus})`;
+}
+
+function formatSeconds(ms) {
+  if (ms < 1000) return `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 10) return `${s.toFixed(2)} s`;
+  if (s < 120) return `${s.toFixed(1)} s`;
+  const minutes = Math.round(s / 60);
+  return minutes < 120 ? `${minutes} min` : `${(minutes / 60).toFixed(1)} h`;
+}
+
+function setUpFullscreen() {
+  if (!document.fullscreenEnabled) return;
+  fullscreenButton.hidden = false;
+  fullscreenButton.addEventListener("click", () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else document.documentElement.requestFullscreen();
+  });
+  document.addEventListener("fullscreenchange", () => {
+    fullscreenButton.textContent = document.fullscreenElement ? "Exit full screen" : "Full screen";
+  });
+}

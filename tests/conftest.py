@@ -1,0 +1,69 @@
+"""Shared fixtures: the app with a fixed clock, real servers, a real browser."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Error, async_playwright
+from quart import Quart
+
+from moscow_clock import create_app
+
+from .support.browser import CHROMIUM_ARGS, browser_required, system_chromium
+from .support.server import ServerProcess
+
+# 2026-11-26 22:40:05.250 Moscow time (19:40:05.250 UTC).
+FIXED_MS = 1795722005250.0
+
+
+@pytest.fixture
+def app() -> Quart:
+    return create_app(clock=lambda: FIXED_MS)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start real servers (`start_server(PORT=..., WORKERS=...)`); all are killed at the end."""
+    started: list[ServerProcess] = []
+
+    def start(port: int | None = None, **env: str) -> ServerProcess:
+        server = ServerProcess(tmp_path, port=port, **env)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        try:
+            launched = await playwright.chromium.launch(
+                executable_path=system_chromium(), args=CHROMIUM_ARGS
+            )
+        except Error as error:
+            message = f"no Chromium to drive ({error.message.splitlines()[0]})"
+            if browser_required():
+                pytest.fail(f"{message}; install Debian's chromium (REQUIRE_BROWSER/CI set)")
+            pytest.skip(f"{message}; run `apt-get install chromium` to run browser tests")
+        yield launched
+        await launched.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """In CI nothing may skip: a skipped test is a test that did not run."""
+    report: pytest.TestReport = yield
+    if report.skipped and browser_required():
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which counts as a failure: {report.longrepr}"
+    return report

@@ -1,0 +1,118 @@
+"""Pure time math: every instant is given, nothing waits for the wall clock."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from moscow_clock.clock import (
+    make_tick,
+    moscow_time,
+    next_second_ms,
+    second_start_ms,
+    sync_reply,
+    time_snapshot,
+)
+
+
+def ms(*args: int) -> int:
+    """Epoch ms of a UTC wall time."""
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("now_ms", "hms", "iso", "date"),
+    [
+        # Today, mid-second: the second that contains the instant, never rounded up.
+        (
+            ms(2026, 11, 26, 19, 40, 5) + 999.9,
+            "22:40:05",
+            "2026-11-26T22:40:05+03:00",
+            "Thursday, 26 November 2026",
+        ),
+        # Midnight in Moscow is 21:00 UTC the day before.
+        (
+            ms(2026, 12, 31, 21, 0, 0),
+            "00:00:00",
+            "2027-01-01T00:00:00+03:00",
+            "Friday, 1 January 2027",
+        ),
+        (
+            ms(2026, 12, 31, 20, 59, 59) + 999,
+            "23:59:59",
+            "2026-12-31T23:59:59+03:00",
+            "Thursday, 31 December 2026",
+        ),
+        # The zone's history comes from tzdata: summer time (MSD) in 2010 ...
+        (
+            ms(2010, 7, 1, 12, 0, 0),
+            "16:00:00",
+            "2010-07-01T16:00:00+04:00",
+            "Thursday, 1 July 2010",
+        ),
+        # ... and permanent +04:00 from 2011 to October 2014.
+        (
+            ms(2013, 1, 15, 12, 0, 0),
+            "16:00:00",
+            "2013-01-15T16:00:00+04:00",
+            "Tuesday, 15 January 2013",
+        ),
+        (0, "03:00:00", "1970-01-01T03:00:00+03:00", "Thursday, 1 January 1970"),
+    ],
+)
+def test_moscow_time(now_ms: float, hms: str, iso: str, date: str) -> None:
+    moment = moscow_time(now_ms)
+    assert (moment.hms, moment.iso, moment.date) == (hms, iso, date)
+    assert moment.epoch_ms == second_start_ms(now_ms)
+    assert moment.utc_offset_s == int(iso[-6:-3]) * 3600
+
+
+def test_utc_label() -> None:
+    assert moscow_time(ms(2026, 1, 1)).utc_label == "UTC+03:00"
+    assert moscow_time(ms(2010, 7, 1)).utc_label == "UTC+04:00"
+
+
+@pytest.mark.parametrize(
+    ("now_ms", "start", "following"),
+    [
+        (1000.0, 1000, 2000),  # exactly on a boundary: that second, the next strictly after
+        (1999.999, 1000, 2000),
+        (0.0, 0, 1000),
+        (-0.5, -1000, 0),  # before 1970 floors, not truncates
+        (1795722005250.0, 1795722005000, 1795722006000),
+    ],
+)
+def test_second_boundaries(now_ms: float, start: int, following: int) -> None:
+    assert second_start_ms(now_ms) == start
+    assert next_second_ms(now_ms) == following
+    assert next_second_ms(now_ms) > now_ms
+
+
+def test_tick_payload_is_encoded_once_with_the_protocol_fields() -> None:
+    tick = make_tick(1795722005000)
+    assert tick.epoch_ms == 1795722005000
+    assert json.loads(tick.text) == {
+        "type": "tick",
+        "epoch_ms": 1795722005000,
+        "iso": "2026-11-26T22:40:05+03:00",
+        "utc_offset_s": 10800,
+        "tz": "Europe/Moscow",
+    }
+    assert " " not in tick.text  # compact: sent to every client every second
+
+
+def test_time_snapshot_keeps_the_millisecond() -> None:
+    assert time_snapshot(1795722005250.9) == {
+        "tz": "Europe/Moscow",
+        "iso": "2026-11-26T22:40:05.250+03:00",
+        "epoch_ms": 1795722005250,
+        "utc_offset_s": 10800,
+    }
+
+
+def test_sync_reply_echoes_t0_exactly() -> None:
+    t0 = 1795722005123.4567
+    reply = json.loads(sync_reply(t0, 1795722005200.25))
+    assert reply == {"type": "sync", "t0": t0, "server_ms": 1795722005200.25}

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from moscow_clock.config import ConfigError, Settings
+from moscow_clock.server import hypercorn_config
+
+
+def test_defaults_serve_loopback_port_8000() -> None:
+    settings = Settings.from_env({})
+    assert settings.bind == "127.0.0.1:8000"
+    assert settings.workers == 1
+    assert settings.access_log is True
+
+
+def test_environment_overrides() -> None:
+    settings = Settings.from_env(
+        {
+            "HOST": "0.0.0.0",
+            "PORT": "9000",
+            "WORKERS": "3",
+            "LOG_LEVEL": "WARNING",
+            "ACCESS_LOG": "false",
+            "GRACEFUL_TIMEOUT": "2.5",
+        }
+    )
+    assert settings.bind == "0.0.0.0:9000"
+    assert (settings.workers, settings.log_level, settings.access_log) == (3, "warning", False)
+    assert settings.graceful_timeout == 2.5
+
+
+def test_ipv6_host_is_bracketed() -> None:
+    assert Settings.from_env({"HOST": "::"}).bind == "[::]:8000"
+
+
+def test_blank_values_mean_default() -> None:
+    assert Settings.from_env({"PORT": " ", "WORKERS": ""}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "eighty"}, "PORT='eighty' is not a whole number"),
+        ({"PORT": "70000"}, "PORT=70000 is out of range 0..65535"),
+        ({"WORKERS": "0"}, "WORKERS=0 is out of range"),
+        ({"GRACEFUL_TIMEOUT": "nan"}, "GRACEFUL_TIMEOUT=nan is out of range"),
+        ({"GRACEFUL_TIMEOUT": "soon"}, "is not a number"),
+        ({"ACCESS_LOG": "maybe"}, "is not a boolean"),
+        ({"LOG_LEVEL": "loud"}, "is not one of debug, info"),
+    ],
+)
+def test_bad_values_are_refused_clearly(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        Settings.from_env(env)
+
+
+def test_hypercorn_gets_the_settings() -> None:
+    settings = Settings.from_env(
+        {"PORT": "9001", "ACCESS_LOG": "0", "WS_MAX_MESSAGE_BYTES": "2048"}
+    )
+    config = hypercorn_config(settings)
+    assert config.bind == ["127.0.0.1:9001"]
+    assert config.accesslog is None
+    assert config.websocket_max_message_size == 2048
+    assert config.include_server_header is False
+    inherited = hypercorn_config(Settings.from_env({"LISTEN_FD": "7"}))
+    assert inherited.bind == ["fd://7"]

@@ -1,0 +1,171 @@
+"""A real Hypercorn process on a real socket, driven by a real websocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from moscow_clock.clock import moscow_time
+
+from .support.server import ROOT, ServerProcess
+
+pytestmark = pytest.mark.server
+
+Start = Callable[..., ServerProcess]
+
+
+async def receive_json(ws: websockets.ClientConnection, timeout: float = 3) -> dict[str, Any]:
+    message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    assert isinstance(message, dict)
+    return message
+
+
+async def next_tick(ws: websockets.ClientConnection) -> tuple[dict[str, Any], float]:
+    while True:
+        message = await receive_json(ws)
+        if message["type"] == "tick":
+            return message, time.time() * 1000
+
+
+async def close_code(ws: websockets.ClientConnection, timeout: float = 5) -> int | None:
+    """Read until the server closes; the close code it sent."""
+    async with asyncio.timeout(timeout):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
+    assert ws.close_code is not None
+    return ws.close_code
+
+
+async def test_ticks_arrive_just_after_each_second(server: ServerProcess) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        ticks = [await next_tick(ws) for _ in range(3)]
+    epochs = [int(tick["epoch_ms"]) for tick, _ in ticks]
+    assert all(epoch % 1000 == 0 for epoch in epochs)
+    assert [b - a for a, b in itertools.pairwise(epochs)] == [1000, 1000]
+    for tick, received_ms in ticks:
+        epoch = int(tick["epoch_ms"])
+        # Never before its second; lateness is measured by the benchmark, here
+        # it only has to be clearly the tick for this second.
+        assert epoch <= received_ms < epoch + 500
+        moment = moscow_time(epoch)
+        assert tick == {
+            "type": "tick",
+            "epoch_ms": epoch,
+            "iso": moment.iso,
+            "utc_offset_s": 10800,
+            "tz": "Europe/Moscow",
+        }
+
+
+async def test_sync_reply_carries_the_server_time(server: ServerProcess) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        t0 = time.time() * 1000
+        await ws.send(json.dumps({"type": "sync", "t0": t0}))
+        while (reply := await receive_json(ws))["type"] != "sync":
+            pass
+        t1 = time.time() * 1000
+    assert reply["t0"] == t0
+    server_ms = reply["server_ms"]
+    assert isinstance(server_ms, float)
+    assert t0 <= server_ms <= t1  # same machine, same clock
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        (b"\x01\x02", 1003),
+        ("not json", 1008),
+        ('{"type": "sync", "t0": "soon"}', 1008),
+        ("x" * 5000, 1009),  # over WS_MAX_MESSAGE_BYTES (4096)
+    ],
+)
+async def test_bad_input_closes_that_client_only(
+    server: ServerProcess, message: str | bytes, code: int
+) -> None:
+    async with (
+        websockets.connect(server.ws_url) as bystander,
+        websockets.connect(server.ws_url, max_size=None) as offender,
+    ):
+        await offender.send(message)
+        assert await close_code(offender) == code
+        first, _ = await next_tick(bystander)
+        second, _ = await next_tick(bystander)
+        assert int(second["epoch_ms"]) - int(first["epoch_ms"]) == 1000
+    async with websockets.connect(server.ws_url) as newcomer:
+        await next_tick(newcomer)  # and the server still takes new clients
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_closes_websockets_with_1001_and_exits_0(
+    start_server: Start, workers: str
+) -> None:
+    server = start_server(WORKERS=workers)
+    clients = [await websockets.connect(server.ws_url) for _ in range(4)]
+    for ws in clients:
+        await next_tick(ws)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(close_code(ws) for ws in clients))
+    exit_code = await asyncio.to_thread(server.wait, 10)
+    assert codes == [1001] * len(clients)
+    assert exit_code == 0
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in server.log()
+
+
+async def test_sigint_also_drains(server: ServerProcess) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        await next_tick(ws)
+        server.signal(signal.SIGINT)
+        assert await close_code(ws) == 1001
+    assert await asyncio.to_thread(server.wait, 10) == 0
+
+
+def test_healthcheck_command(server: ServerProcess) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "moscow_clock.healthcheck"],
+        cwd=ROOT,
+        env={**server.env, "HOST": "0.0.0.0"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert ok.returncode == 0, ok.stderr
+    server.stop()
+    down = subprocess.run(
+        [sys.executable, "-m", "moscow_clock.healthcheck"],
+        cwd=ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert down.returncode == 1
+    assert "healthcheck:" in down.stderr
+
+
+def test_bad_configuration_fails_fast_without_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "moscow_clock"],
+        cwd=ROOT,
+        env={"PORT": "eighty", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "moscow_clock: PORT='eighty' is not a whole number"
