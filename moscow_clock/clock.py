@@ -12,12 +12,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.resources import files
 from zoneinfo import ZoneInfo
 
 TZ_NAME = "Europe/Moscow"
-# Resolved from the pinned `tzdata` package when the host has no zone files
-# (slim and distroless images); zoneinfo prefers the system copy if present.
-MOSCOW = ZoneInfo(TZ_NAME)
+
+
+def _pinned_zone(key: str) -> ZoneInfo:
+    """Load a zone from the pinned `tzdata` package, never the host's files:
+    `ZoneInfo(key)` would prefer /usr/share/zoneinfo, which differs (or is
+    missing) from one machine or image to the next."""
+    with files("tzdata.zoneinfo").joinpath(*key.split("/")).open("rb") as data:
+        return ZoneInfo.from_file(data, key=key)
+
+
+MOSCOW = _pinned_zone(TZ_NAME)
 
 type Clock = Callable[[], float]
 """Returns the current wall-clock time in epoch milliseconds."""

@@ -52,11 +52,10 @@ async def _exchange(websocket: Websocket, ticker: Ticker, clock: Clock, cursor: 
 async def _forward_ticks(websocket: Websocket, ticker: Ticker, cursor: int) -> Close:
     while True:
         try:
-            tick = await ticker.next_tick(cursor)
+            cursor, tick = await ticker.next_tick(cursor)
         except TickerClosed:
             return _SHUTTING_DOWN
         await websocket.send(tick.text)
-        cursor = tick.epoch_ms
 
 
 async def _answer_requests(websocket: Websocket, clock: Clock) -> Close:

@@ -30,6 +30,9 @@ class Ticker:
         self._clock = clock
         self._sleep = sleep
         self._latest: Tick | None = None
+        # Ticks are numbered: a cursor is "the last tick I sent", which stays
+        # right even if the wall clock steps back and epoch_ms repeats.
+        self._seq = 0
         self._published = asyncio.Event()
         self._closed = False
         self._clients = 0
@@ -60,30 +63,30 @@ class Ticker:
 
     def publish(self, tick: Tick) -> None:
         self._latest = tick
+        self._seq += 1
         published, self._published = self._published, asyncio.Event()
         published.set()
 
-    async def next_tick(self, after_ms: int) -> Tick:
-        """The newest tick later than `after_ms`, waiting for one if needed."""
+    async def next_tick(self, cursor: int) -> tuple[int, Tick]:
+        """The newest tick after `cursor` and its own cursor, waiting if needed."""
         while True:
             if self._closed:
                 raise TickerClosed
-            tick = self._latest
-            if tick is not None and tick.epoch_ms > after_ms:
-                return tick
+            if self._seq > cursor and self._latest is not None:
+                return self._seq, self._latest
             await self._published.wait()
 
     @contextmanager
     def subscription(self) -> Iterator[int]:
         """Count a client in for its lifetime; yields the cursor for its first
-        `next_tick`, so a new client waits for the next whole second rather
-        than getting a tick that is already up to a second old."""
+        `next_tick`: a new client waits for the next whole second rather than
+        getting a tick that is already up to a second old."""
         if self._closed:
             raise TickerClosed
         self._clients += 1
         self._idle.clear()
         try:
-            yield self._latest.epoch_ms if self._latest else -1
+            yield self._seq
         finally:
             self._clients -= 1
             if self._clients == 0:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import zoneinfo
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
 
 import pytest
 
 from moscow_clock.clock import (
+    _pinned_zone,
     make_tick,
     moscow_time,
     next_second_ms,
@@ -116,3 +120,19 @@ def test_sync_reply_echoes_t0_exactly() -> None:
     t0 = 1795722005123.4567
     reply = json.loads(sync_reply(t0, 1795722005200.25))
     assert reply == {"type": "sync", "t0": t0, "server_ms": 1795722005200.25}
+
+
+def test_zone_rules_come_from_tzdata_not_the_host(tmp_path: Path) -> None:
+    # A host whose Europe/Moscow file holds UTC's rules: ZoneInfo() trusts it.
+    (tmp_path / "Europe").mkdir()
+    (tmp_path / "Europe" / "Moscow").write_bytes((files("tzdata.zoneinfo") / "UTC").read_bytes())
+    instant = datetime(2026, 11, 26, 19, 40, 5, tzinfo=UTC)
+    zoneinfo.reset_tzpath(to=[str(tmp_path)])
+    try:
+        zoneinfo.ZoneInfo.clear_cache()
+        assert instant.astimezone(zoneinfo.ZoneInfo("Europe/Moscow")).utcoffset() == timedelta(0)
+        pinned = _pinned_zone("Europe/Moscow")
+        assert instant.astimezone(pinned).utcoffset() == timedelta(hours=3)
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()

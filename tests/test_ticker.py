@@ -57,33 +57,42 @@ async def test_after_a_stall_it_skips_to_the_current_second() -> None:
 
 async def test_a_slow_reader_gets_the_newest_tick_not_a_backlog() -> None:
     ticker = Ticker()
-    for second in (1000, 2000, 3000):
-        ticker.publish(make_tick(second))
-    assert (await ticker.next_tick(1000)).epoch_ms == 3000
-
-
-async def test_next_tick_waits_for_a_newer_tick() -> None:
-    ticker = Ticker()
     ticker.publish(make_tick(1000))
-    waiter = asyncio.create_task(ticker.next_tick(1000))
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    ticker.publish(make_tick(2000))
-    assert (await asyncio.wait_for(waiter, 1)).epoch_ms == 2000
+    with ticker.subscription() as cursor:
+        for second in (2000, 3000, 4000):
+            ticker.publish(make_tick(second))
+        cursor, tick = await ticker.next_tick(cursor)
+        assert tick.epoch_ms == 4000
 
 
-async def test_a_new_subscriber_waits_for_the_next_second() -> None:
+async def test_a_new_subscriber_waits_for_the_next_tick() -> None:
     ticker = Ticker()
     ticker.publish(make_tick(5000))
     with ticker.subscription() as cursor:
-        assert cursor == 5000
         assert ticker.clients == 1
+        waiter = asyncio.create_task(ticker.next_tick(cursor))
+        await asyncio.sleep(0)
+        assert not waiter.done()  # the tick for 5000 is already old
+        ticker.publish(make_tick(6000))
+        _, tick = await asyncio.wait_for(waiter, 1)
+        assert tick.epoch_ms == 6000
     assert ticker.clients == 0
+
+
+async def test_ticks_keep_flowing_when_the_wall_clock_steps_back() -> None:
+    ticker = Ticker()
+    with ticker.subscription() as cursor:
+        received = []
+        for second in (9000, 4000, 5000):  # an NTP step of -5 s between the first two
+            ticker.publish(make_tick(second))
+            cursor, tick = await asyncio.wait_for(ticker.next_tick(cursor), 1)
+            received.append(tick.epoch_ms)
+    assert received == [9000, 4000, 5000]
 
 
 async def test_close_wakes_waiters_and_refuses_newcomers() -> None:
     ticker = Ticker()
-    waiter = asyncio.create_task(ticker.next_tick(-1))
+    waiter = asyncio.create_task(ticker.next_tick(0))
     await asyncio.sleep(0)
     ticker.close()
     with pytest.raises(TickerClosed):
