@@ -75,6 +75,10 @@ async def test_page_shows_live_moscow_time(browser: Browser, server: ServerProce
     # The clock itself is not a live region: a screen reader is not told every second.
     assert await page.get_attribute("#clock", "aria-live") is None
     assert await page.get_attribute("#status", "role") == "status"
+    # A wall clock: one click takes it full screen.
+    await page.click("#fullscreen")
+    await page.wait_for_function("() => document.fullscreenElement !== null", timeout=3000)
+    assert await page.text_content("#fullscreen") == "Exit full screen"
     assert problems == []  # no CSP violation, no script error
 
 
