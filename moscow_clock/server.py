@@ -65,18 +65,25 @@ async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait((server, stopping), return_when=asyncio.FIRST_COMPLETED)
-        if not server.done():
-            deadline = settings.graceful_timeout + 1.0
-            done, _ = await asyncio.wait((server,), timeout=deadline)
-            if not done:
-                log.warning("connections still open after %.1f s; closing them", deadline)
-                server.cancel()
-                with suppress(asyncio.CancelledError):
-                    await server
-                return
-        server.result()
+        if stop.is_set():
+            await _finish_by(server, deadline_s=settings.graceful_timeout + 1.0)
+        else:
+            server.result()  # Hypercorn failed on its own (say, the port was taken)
     finally:
         stopping.cancel()
+        server.cancel()
+
+
+async def _finish_by(server: asyncio.Task[None], deadline_s: float) -> None:
+    """Let Hypercorn finish its shutdown; past the deadline, cut what is left."""
+    done, _ = await asyncio.wait((server,), timeout=deadline_s)
+    if done:
+        server.result()
+        return
+    log.warning("connections still open %.1f s after the stop signal; closing them", deadline_s)
+    server.cancel()
+    with suppress(asyncio.CancelledError):
+        await server
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
@@ -110,26 +117,27 @@ def _supervise(settings: Settings) -> int:
     """
     (sock,) = hypercorn_config(settings).create_sockets().insecure_sockets
     env = {**os.environ, "LISTEN_FD": str(sock.fileno()), "WORKERS": "1"}
-    workers = {
-        process.pid: process
-        for process in (
-            subprocess.Popen(
-                [sys.executable, "-m", "moscow_clock"], env=env, pass_fds=(sock.fileno(),)
-            )
-            for _ in range(settings.workers)
-        )
-    }
+    workers: dict[int, subprocess.Popen[bytes]] = {}
     stopping = False
 
-    def stop(signum: int = signal.SIGTERM, _frame: object = None) -> None:
+    def stop(_signum: int = signal.SIGTERM, _frame: object = None) -> None:
         nonlocal stopping
         stopping = True
         for process in workers.values():
             with suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
 
+    # Handlers first, so a signal during start-up is not lost; exec resets
+    # them to the default in the workers, which install their own.
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
+    for _ in range(settings.workers):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moscow_clock"], env=env, pass_fds=(sock.fileno(),)
+        )
+        workers[process.pid] = process
+        if stopping:
+            stop()
     log.info("supervising %d workers on %s", len(workers), settings.bind)
 
     exit_code = 0
@@ -140,7 +148,7 @@ def _supervise(settings: Settings) -> int:
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and not stopping:
             log.error("worker %d exited with %d; stopping the others", pid, code)
-            exit_code = exit_code or 1
+            exit_code = 1
             stop()
     sock.close()
     return exit_code

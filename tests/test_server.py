@@ -127,6 +127,26 @@ async def test_sigterm_closes_websockets_with_1001_and_exits_0(
     assert "Traceback" not in server.log()
 
 
+async def test_a_client_that_never_answers_the_close_cannot_hold_shutdown(
+    start_server: Start,
+) -> None:
+    server = start_server(GRACEFUL_TIMEOUT="1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    # From here on it never reads and never sends its half of the close.
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.wait, 10) == 0
+    assert time.monotonic() - started < 1 + 2  # GRACEFUL_TIMEOUT plus the hard deadline's 1 s
+    assert "still open" in server.log()
+    writer.close()
+
+
 async def test_sigint_also_drains(server: ServerProcess) -> None:
     async with websockets.connect(server.ws_url) as ws:
         await next_tick(ws)
