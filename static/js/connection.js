@@ -37,10 +37,16 @@ export class ClockConnection {
   connect(state) {
     clearTimeout(this.retry);
     this.handlers.onState(state);
-    const socket = new WebSocket(this.url);
+    let socket;
+    try {
+      socket = new WebSocket(this.url);
+    } catch {
+      this.retryLater();
+      return;
+    }
     this.socket = socket;
+    this.feedWatchdog(); // also bounds a connect that never completes
     socket.onopen = () => {
-      this.attempt = 0;
       this.handlers.onState("live");
       this.feedWatchdog();
       this.handlers.onOpen();
@@ -59,6 +65,9 @@ export class ClockConnection {
       return;
     }
     if (message.type === "tick") {
+      // Only a ticking connection counts as healthy: a server that accepts
+      // and closes at once (draining) keeps the backoff growing.
+      this.attempt = 0;
       this.handlers.onTick(message, receivedAt);
     } else if (message.type === "sync") {
       const waiter = this.pending.get(message.t0);
@@ -79,7 +88,11 @@ export class ClockConnection {
       };
       const timer = setTimeout(() => done(null), this.syncTimeoutMs);
       this.pending.set(t0, done);
-      socket.send(JSON.stringify({ type: "sync", t0 }));
+      try {
+        socket.send(JSON.stringify({ type: "sync", t0 }));
+      } catch {
+        done(null);
+      }
     });
   }
 
@@ -97,8 +110,11 @@ export class ClockConnection {
     socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
     if (socket.readyState !== WebSocket.CLOSED) socket.close();
     for (const waiter of this.pending.values()) waiter(null);
-    const delay = backoffDelay(this.attempt++);
+    this.retryLater();
+  }
+
+  retryLater() {
     this.handlers.onState("reconnecting");
-    this.retry = setTimeout(() => this.connect("reconnecting"), delay);
+    this.retry = setTimeout(() => this.connect("reconnecting"), backoffDelay(this.attempt++));
   }
 }
