@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -182,7 +183,7 @@ def test_bad_configuration_fails_fast_without_a_traceback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "moscow_clock"],
         cwd=ROOT,
-        env={"PORT": "eighty", "PATH": ""},
+        env={**os.environ, "PORT": "eighty"},
         capture_output=True,
         text=True,
         timeout=10,
