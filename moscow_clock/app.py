@@ -12,6 +12,7 @@ from .clock import Clock, wall_clock_ms
 from .runtime import Runtime, current_runtime
 from .ticker import Ticker
 from .views import blueprint
+from .websocket import BoundedWebsocket
 
 # templates/ and static/ sit beside the package, in the repo and in the images.
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ def create_app(clock: Clock = wall_clock_ms) -> Quart:
     # Static files revalidate (ETag, Last-Modified) instead of going stale:
     # there is no build step that would put a hash in their names.
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
+    app.websocket_class = BoundedWebsocket
     Runtime(clock=clock, ticker=Ticker(clock)).attach(app)
     app.register_blueprint(blueprint)
     app.while_serving(_run_ticker)
