@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from pathlib import Path
 
 from quart import Quart, Response
@@ -62,6 +63,8 @@ async def _run_ticker() -> AsyncIterator[None]:
     yield
     ticker.close()
     task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 async def _add_security_headers(response: Response) -> Response:

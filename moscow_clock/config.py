@@ -24,8 +24,8 @@ class Settings:
     workers: int = 1
     log_level: str = "info"
     access_log: bool = True
-    # Seconds SIGTERM may take: websockets are closed with 1001 first, then
-    # Hypercorn gets what is left to finish in-flight HTTP requests.
+    # Seconds websockets get to go after SIGTERM (they are sent 1001) and
+    # in-flight requests get to finish; the process is gone 1 s after that.
     graceful_timeout: float = 5.0
     # Incoming websocket messages are tiny `sync` requests; anything larger is
     # refused by Hypercorn with close code 1009.
