@@ -43,10 +43,6 @@ class Ticker:
     def clients(self) -> int:
         return self._clients
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def run(self) -> None:
         """Publish a tick just after every whole second until closed."""
         while not self._closed:

@@ -36,14 +36,12 @@ class FakeWebsocket:
         self.closed: tuple[int, str] | None = None
         self.unblocked = asyncio.Event()
         self.unblocked.set()
-        self.sending = asyncio.Event()
 
     async def receive(self) -> str | bytes:
         return await self.incoming.get()
 
     async def send(self, data: str | bytes) -> None:
         assert isinstance(data, str)
-        self.sending.set()
         await self.unblocked.wait()  # a stalled client: send never completes
         self.sent.append(data)
 
