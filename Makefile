@@ -11,7 +11,7 @@ FIND_PYTHON := scripts/find-python
 PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: help run test screenshot bench-accuracy lock clean
+.PHONY: help run test screenshot bench-accuracy audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/
 bench-accuracy: $(TEST_VENV)/.installed ## measure how close to the true second the page flips
 	scripts/ensure-browser $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m bench.flip_accuracy $(BENCH_ARGS)
+
+audit: $(TEST_VENV)/.installed ## check the locked requirements for known vulnerabilities (needs PyPI's JSON API)
+	$(TEST_VENV)/bin/pip-audit --strict --require-hashes --disable-pip --progress-spinner off \
+		-r requirements.txt
+	$(TEST_VENV)/bin/pip-audit --strict --require-hashes --disable-pip --progress-spinner off \
+		-r requirements-dev.txt
 
 lock: $(TEST_VENV)/.installed ## re-pin requirements.txt and requirements-dev.txt from the .in files
 	CUSTOM_COMPILE_COMMAND="make lock" $(TEST_VENV)/bin/pip-compile $(PIP_COMPILE_FLAGS) \

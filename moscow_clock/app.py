@@ -9,7 +9,10 @@ from pathlib import Path
 
 from quart import Quart, Response
 
+from .admission import Gate
 from .clock import Clock, wall_clock_ms
+from .config import Settings
+from .errors import register_error_pages
 from .runtime import Runtime, current_runtime
 from .ticker import Ticker
 from .views import blueprint
@@ -40,7 +43,8 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(clock: Clock = wall_clock_ms) -> Quart:
+def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -> Quart:
+    settings = settings or Settings()
     app = Quart(
         __name__,
         template_folder=str(ROOT / "templates"),
@@ -50,10 +54,16 @@ def create_app(clock: Clock = wall_clock_ms) -> Quart:
     # there is no build step that would put a hash in their names.
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
     app.websocket_class = BoundedWebsocket
-    Runtime(clock=clock, ticker=Ticker(clock)).attach(app)
+    # Requests are GETs; a body is never needed, so a big one is refused (413).
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
+    gate = Gate(settings.max_connections, settings.allowed_origins)
+    Runtime(
+        clock=clock, ticker=Ticker(clock), gate=gate, message_rate=settings.ws_message_rate
+    ).attach(app)
     app.register_blueprint(blueprint)
     app.while_serving(_run_ticker)
     app.after_request(_add_security_headers)
+    register_error_pages(app)
     return app
 
 

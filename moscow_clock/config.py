@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .origin import normalize_origin
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -30,6 +32,24 @@ class Settings:
     # Incoming websocket messages are tiny `sync` requests; anything larger is
     # refused by Hypercorn with close code 1009.
     ws_max_message_bytes: int = 4096
+    # Websocket clients one process serves at once; past it a handshake gets
+    # 503 instead of the process running out of file descriptors.
+    max_connections: int = 10000
+    # Origins (scheme://host[:port]) besides the page's own that may open
+    # /ws from a browser; "*" allows any. Guards against cross-site hijacking.
+    allowed_origins: frozenset[str] = frozenset()
+    # Hypercorn pings every websocket this often; a peer silent (no pong, no
+    # message) for three intervals is closed, so vanished clients are reaped.
+    ws_ping_interval: float = 20.0
+    # A client whose socket takes no bytes for this long (it never reads, or
+    # vanished mid-write), or that leaves our close frame unanswered this
+    # long, is cut off, so it cannot pin buffers or a shutdown indefinitely.
+    send_timeout: float = 5.0
+    # Messages per second a websocket client may send (bursts of three
+    # seconds' worth, at least 30, pass); a sustained flood is closed with 1008.
+    ws_message_rate: float = 10.0
+    # Emit logs as JSON lines (one object per line) for log shippers.
+    log_json: bool = False
     # A listening socket inherited from a supervisor (WORKERS > 1) or a
     # socket-activating service manager; overrides HOST and PORT.
     listen_fd: int | None = None
@@ -55,6 +75,18 @@ class Settings:
             ws_max_message_bytes=_number(
                 env, "WS_MAX_MESSAGE_BYTES", defaults.ws_max_message_bytes, low=64, high=1 << 20
             ),
+            max_connections=_number(
+                env, "MAX_CONNECTIONS", defaults.max_connections, low=1, high=1_000_000
+            ),
+            allowed_origins=_origins(env, "ALLOWED_ORIGINS"),
+            ws_ping_interval=_number(
+                env, "WS_PING_INTERVAL", defaults.ws_ping_interval, low=0.5, high=3600.0
+            ),
+            send_timeout=_number(env, "SEND_TIMEOUT", defaults.send_timeout, low=0.5, high=3600.0),
+            ws_message_rate=_number(
+                env, "WS_MESSAGE_RATE", defaults.ws_message_rate, low=0.1, high=1e6
+            ),
+            log_json=_bool(env, "LOG_JSON", defaults.log_json),
             listen_fd=None
             if _raw(env, "LISTEN_FD") is None
             else _number(env, "LISTEN_FD", 0, low=0, high=1 << 20),
@@ -102,3 +134,19 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if raw.lower() not in choices:
         raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
     return raw.lower()
+
+
+def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = _raw(env, name)
+    if raw is None:
+        return frozenset()
+    origins = set()
+    for item in raw.replace(",", " ").split():
+        if item == "*":
+            origins.add(item)
+            continue
+        normalized = normalize_origin(item)
+        if normalized is None:
+            raise ConfigError(f"{name}: {item!r} is not an origin like https://clock.example")
+        origins.add(normalized)
+    return frozenset(origins)

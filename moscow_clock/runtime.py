@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from quart import Quart, current_app
 
+from .admission import Gate
 from .clock import Clock
 from .ticker import Ticker
 
@@ -16,6 +17,8 @@ _EXTENSION = "moscow_clock"
 class Runtime:
     clock: Clock
     ticker: Ticker
+    gate: Gate
+    message_rate: float
 
     def attach(self, app: Quart) -> None:
         app.extensions[_EXTENSION] = self

@@ -11,23 +11,32 @@ never completes the closing handshake.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import suppress
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from quart import Quart
 
+from . import hypercorn_tuning
 from .config import Settings
 from .runtime import runtime_of
 
 log = logging.getLogger("moscow_clock.server")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Descriptors kept for everything but websockets: listener, HTTP, logs, imports.
+FD_RESERVE = 64
+# Beyond GRACEFUL_TIMEOUT (+1 s for the hard deadline): the process exits even
+# if the loop cannot.
+LAST_RESORT_S = 3.0
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -41,11 +50,11 @@ def hypercorn_config(settings: Settings) -> Config:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = settings.graceful_timeout
     config.websocket_max_message_size = settings.ws_max_message_bytes
-    # No Hypercorn pings: the tick every second already keeps proxies and NATs
-    # awake and makes a vanished peer fail its sends, and Hypercorn never acts
-    # on a missing pong. Its ping task also outlives the socket by up to one
-    # interval, which holds a graceful shutdown open that long.
-    config.websocket_ping_interval = None
+    # Pings make every live client answer now and then; a connection that
+    # reads nothing at all for three intervals (no pong, no message) is
+    # closed, so clients that vanished without a FIN are reaped.
+    config.websocket_ping_interval = settings.ws_ping_interval
+    config.read_timeout = 3 * settings.ws_ping_interval  # type: ignore[assignment]
     config.include_server_header = False  # no version banner
     return config
 
@@ -56,6 +65,7 @@ async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
 
     async def drained() -> None:
         await stop.wait()
+        _arm_last_resort(settings.graceful_timeout + LAST_RESORT_S)
         log.info("shutting down: closing %d websockets with 1001", ticker.clients)
         await ticker.drain(settings.graceful_timeout)
 
@@ -72,6 +82,20 @@ async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
     finally:
         stopping.cancel()
         server.cancel()
+
+
+def _arm_last_resort(after_s: float) -> None:
+    """If the event loop itself is wedged past every deadline, leave anyway:
+    an orchestrator waiting on us would only SIGKILL later."""
+
+    def leave() -> None:
+        log.error("still running %.1f s after the stop signal; exiting now", after_s)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(after_s, leave)
+    timer.daemon = True
+    timer.start()
 
 
 async def _finish_by(server: asyncio.Task[None], deadline_s: float) -> None:
@@ -93,7 +117,31 @@ async def _serve_until_signalled(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
-    await serve(create_app(), settings, stop)
+    hypercorn_tuning.apply(settings.send_timeout)
+    await serve(create_app(settings=settings), settings, stop)
+
+
+def fit_to_fd_limit(settings: Settings) -> Settings:
+    """Raise the open-files limit as far as allowed, and lower MAX_CONNECTIONS
+    if even that cannot hold them: refusing with 503 beats failing accept()."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = settings.max_connections + FD_RESERVE
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        if target > soft:
+            with suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+    room = soft - FD_RESERVE
+    if settings.max_connections <= room:
+        return settings
+    log.warning(
+        "MAX_CONNECTIONS=%d needs more open files than the limit %d allows; using %d",
+        settings.max_connections,
+        soft,
+        max(room, 1),
+    )
+    return dataclasses.replace(settings, max_connections=max(room, 1))
 
 
 def run(settings: Settings) -> int:
@@ -104,7 +152,7 @@ def run(settings: Settings) -> int:
     )
     if settings.workers > 1 and settings.listen_fd is None:
         return _supervise(settings)
-    asyncio.run(_serve_until_signalled(settings))
+    asyncio.run(_serve_until_signalled(fit_to_fd_limit(settings)))
     return 0
 
 

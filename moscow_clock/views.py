@@ -31,7 +31,15 @@ async def healthz() -> tuple[Response, int, dict[str, str]]:
 
 
 @blueprint.websocket("/ws")
-async def ws() -> None:
-    await websocket.accept()
+async def ws() -> tuple[str, int, dict[str, str]] | None:
     runtime = current_runtime()
-    await run_session(websocket, runtime.ticker, runtime.clock)
+    refusal = runtime.gate.refusal(websocket.headers.get("Origin"), websocket.headers.get("Host"))
+    if refusal is not None:
+        return refusal.message, refusal.status, {**refusal.headers, **NO_STORE}
+    with runtime.gate.hold():
+        await websocket.accept()
+        try:
+            await run_session(websocket, runtime.ticker, runtime.clock, runtime.message_rate)
+        finally:
+            websocket.stop_reading()
+    return None

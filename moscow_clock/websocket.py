@@ -10,6 +10,7 @@ TCP pushes back on the client instead.
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 
 from quart.wrappers import Websocket
 from quart.wrappers.base import ClientDisconnectedError
@@ -24,7 +25,16 @@ class BoundedInbox:
         self._queue: asyncio.Queue[bytes | str] = asyncio.Queue(maxsize=INBOX_MESSAGES)
 
     async def put(self, data: bytes | str) -> None:
-        await self._queue.put(data)
+        with suppress(asyncio.QueueShutDown):  # the session is over: nobody will read it
+            await self._queue.put(data)
+
+    def stop_reading(self) -> None:
+        """The session has ended: drop anything queued or still arriving.
+
+        Quart keeps feeding the inbox until the client's disconnect arrives,
+        and a full inbox would block it before that disconnect gets through.
+        """
+        self._queue.shutdown(immediate=True)
 
     async def get(self) -> bytes | str:
         try:
@@ -38,3 +48,6 @@ class BoundedInbox:
 
 class BoundedWebsocket(Websocket):
     buffer_class = BoundedInbox  # type: ignore[assignment]
+
+    def stop_reading(self) -> None:
+        self.buffer.stop_reading()  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from playwright.async_api import Browser, Error, async_playwright
 from quart import Quart
@@ -13,6 +14,11 @@ from moscow_clock import create_app
 
 from .support.browser import CHROMIUM_ARGS, browser_required, system_chromium
 from .support.server import ServerProcess
+
+# No example database in the work tree, and no per-example deadline: these
+# machines are shared, and a slow example is not a wrong one.
+hypothesis.settings.register_profile("project", database=None, deadline=None)
+hypothesis.settings.load_profile("project")
 
 # 2026-11-26 22:40:05.250 Moscow time (19:40:05.250 UTC).
 FIXED_MS = 1795722005250.0

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import resource
+
 import pytest
 
+from moscow_clock import server
 from moscow_clock.config import ConfigError, Settings
 from moscow_clock.server import hypercorn_config
 
@@ -47,6 +50,11 @@ def test_blank_values_mean_default() -> None:
         ({"GRACEFUL_TIMEOUT": "soon"}, "is not a number"),
         ({"ACCESS_LOG": "maybe"}, "is not a boolean"),
         ({"LOG_LEVEL": "loud"}, "is not one of debug, info"),
+        ({"MAX_CONNECTIONS": "0"}, "MAX_CONNECTIONS=0 is out of range"),
+        ({"SEND_TIMEOUT": "0"}, "SEND_TIMEOUT=0 is out of range"),
+        ({"WS_PING_INTERVAL": "never"}, "is not a number"),
+        ({"WS_MESSAGE_RATE": "-1"}, "WS_MESSAGE_RATE=-1 is out of range"),
+        ({"ALLOWED_ORIGINS": "evil"}, "ALLOWED_ORIGINS: 'evil' is not an origin"),
     ],
 )
 def test_bad_values_are_refused_clearly(env: dict[str, str], message: str) -> None:
@@ -65,3 +73,30 @@ def test_hypercorn_gets_the_settings() -> None:
     assert config.include_server_header is False
     inherited = hypercorn_config(Settings.from_env({"LISTEN_FD": "7"}))
     assert inherited.bind == ["fd://7"]
+
+
+def test_robustness_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "MAX_CONNECTIONS": "500",
+            "ALLOWED_ORIGINS": "https://a.example *",
+            "WS_PING_INTERVAL": "15",
+            "SEND_TIMEOUT": "3",
+            "WS_MESSAGE_RATE": "2.5",
+        }
+    )
+    assert settings.max_connections == 500
+    assert settings.allowed_origins == {"https://a.example", "*"}
+    assert (settings.ws_ping_interval, settings.send_timeout) == (15, 3)
+    assert settings.ws_message_rate == 2.5
+    config = hypercorn_config(settings)
+    assert config.websocket_ping_interval == 15
+    assert config.read_timeout == 45  # three silent intervals and the peer is gone
+
+
+def test_connection_cap_fits_the_open_files_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
+    monkeypatch.setattr(resource, "setrlimit", lambda *_: None)
+    fitted = server.fit_to_fd_limit(Settings(max_connections=10_000))
+    assert fitted.max_connections == 1024 - server.FD_RESERVE
+    assert server.fit_to_fd_limit(Settings(max_connections=100)).max_connections == 100

@@ -126,6 +126,8 @@ async def test_sigterm_closes_websockets_with_1001_and_exits_0(
     assert exit_code == 0
     assert time.monotonic() - started < 5
     assert "Traceback" not in server.log()
+    # Nothing (a ping task, say) held the shutdown until the hard deadline.
+    assert "still open" not in server.log()
 
 
 async def test_a_client_that_never_answers_the_close_cannot_hold_shutdown(

@@ -31,5 +31,17 @@ async def test_a_disconnect_ends_the_reader() -> None:
         await inbox.get()
 
 
+async def test_after_the_session_ends_nothing_blocks_and_nothing_is_kept() -> None:
+    inbox = BoundedInbox()
+    for n in range(INBOX_MESSAGES):
+        await inbox.put(f"message {n}")
+    blocked = asyncio.create_task(inbox.put("one too many"))
+    await asyncio.sleep(0.01)
+    inbox.stop_reading()
+    await asyncio.wait_for(blocked, 1)  # released, so Quart can reach the disconnect
+    await asyncio.wait_for(inbox.put("late"), 1)
+    assert inbox._queue.qsize() == 0
+
+
 def test_the_app_uses_it() -> None:
     assert create_app().websocket_class.buffer_class is BoundedInbox

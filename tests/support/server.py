@@ -58,6 +58,13 @@ class ServerProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
 
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process (WORKERS=1), from /proc."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        (line,) = (row for row in status.splitlines() if row.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024
+
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.process is not None
         self.process.send_signal(signum)

@@ -1,0 +1,37 @@
+"""A token bucket for client messages, pure so tests drive its clock.
+
+A page sends a handful of sync requests per minute; a client sending far
+more is flooding, and each message costs the one event loop every client
+shares. The bucket lets bursts through and refuses a sustained flood.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    rate: float  # tokens per second
+    burst: float  # bucket size
+    now: float  # monotonic seconds at creation
+    _tokens: float = field(init=False)
+    _last: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tokens = self.burst
+        self._last = self.now
+
+    @classmethod
+    def for_rate(cls, rate: float, now: float) -> TokenBucket:
+        """Three seconds' worth of burst, and never fewer than a page's resync."""
+        return cls(rate=rate, burst=max(30.0, 3 * rate), now=now)
+
+    def allow(self, now: float) -> bool:
+        elapsed = max(0.0, now - self._last)  # monotonic, but never trust a step back
+        self._last = now
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False

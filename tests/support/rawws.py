@@ -1,0 +1,90 @@
+"""A bare websocket client on a plain socket, for clients that misbehave.
+
+A library client reads and answers pings on its own; these do exactly what a
+test tells them and nothing else (never read, never pong, flood).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import socket
+import struct
+import time
+
+HANDSHAKE = (
+    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def text_frame(text: str) -> bytes:
+    """One masked (client-to-server) text frame."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, 0x80 | length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+    return header + mask + masked
+
+
+SYNC = text_frame(json.dumps({"type": "sync", "t0": 1.5}))
+
+
+def open_raw(port: int, buffer_bytes: int | None = None) -> socket.socket:
+    """Connect and complete the handshake; small buffers make backpressure
+    show after kilobytes instead of the megabytes loopback autotunes to."""
+    sock = socket.socket()
+    if buffer_bytes is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(HANDSHAKE.format(port=port, key=key).encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(1)  # byte by byte: leave any frame after the headers unread
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        response += chunk
+    if not response.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(response.decode(errors="replace"))
+    return sock
+
+
+def flood_until_blocked(sock: socket.socket, frame: bytes = SYNC, limit: int = 1 << 22) -> int:
+    """Send frames without reading until the socket will take no more; bytes
+    sent (ConnectionError once the server has cut it off)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    sock.settimeout(5)
+    sent = 0
+    # Only whole frames: a partial send would corrupt the stream.
+    while sent < limit and poller.poll(0):
+        sock.sendall(frame)
+        sent += len(frame)
+    return sent
+
+
+def is_closed_by_peer(sock: socket.socket, timeout: float) -> bool:
+    """Read what is buffered; True if the server ends the connection within
+    `timeout` (ticks keep arriving on a live one, so the budget is overall)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return False

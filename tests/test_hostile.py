@@ -1,0 +1,317 @@
+"""Bad input and hostile clients against a real server: each gets a clear
+answer or is dropped, and well-behaved clients keep their ticks throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .support.rawws import SYNC, flood_until_blocked, is_closed_by_peer, open_raw
+from .support.server import ServerProcess
+from .test_server import close_code, next_tick
+
+pytestmark = pytest.mark.server
+
+Start = Callable[..., ServerProcess]
+
+
+async def http(server: ServerProcess, raw: bytes, timeout: float = 5) -> tuple[int, bytes, bytes]:
+    """Send raw bytes as one HTTP exchange; (status, head, body) of the reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            body = await reader.readexactly(length) if length and b"HEAD" not in raw[:4] else b""
+    finally:
+        writer.close()
+        with suppress(ConnectionError):
+            await writer.wait_closed()
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+def request(method: str, target: str, *headers: str, body: bytes = b"") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *headers, "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@asynccontextmanager
+async def watched_ticks(server: ServerProcess) -> AsyncIterator[list[float]]:
+    """A well-behaved client in the background; yields the lateness (ms) of
+    each tick it gets, so a test can check nobody else's ticks suffered."""
+    lateness: list[float] = []
+
+    async def watch() -> None:
+        with suppress(ConnectionClosed):  # the test may stop the server
+            async with websockets.connect(server.ws_url) as ws:
+                while True:
+                    tick, received_ms = await next_tick(ws)
+                    lateness.append(received_ms - int(tick["epoch_ms"]))
+
+    task = asyncio.create_task(watch())
+    try:
+        yield lateness
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "needle"),
+    [
+        (request("GET", "/no/such/page", "Accept: text/html"), 404, b"Not Found"),
+        (request("GET", "/api/nope"), 404, b'{"error":"Not Found","status":404}'),
+        (request("POST", "/"), 405, b"Method Not Allowed"),
+        (request("DELETE", "/api/time"), 405, b'"status":405'),
+        (request("GET", "/api/time?%%%=&&;;=%ZZ&t0=abc"), 200, b'"epoch_ms"'),
+        (request("GET", "/?" + "a" * 3000), 200, b'<time id="clock"'),
+        (request("GET", "/ws"), 400, b""),
+        (request("GET", "/healthz", "X-Big: " + "x" * 70_000), 431, b""),
+        (request("POST", "/healthz", "Content-Length: 1000000000"), 405, b""),
+        (request("GET", "/static/../moscow_clock/config.py"), 404, b""),
+    ],
+    ids=[
+        "unknown-page",
+        "unknown-api",
+        "wrong-method",
+        "wrong-method-api",
+        "malformed-query",
+        "long-query",
+        "plain-get-on-ws",
+        "oversized-header",
+        "oversized-body",
+        "path-traversal",
+    ],
+)
+async def test_bad_http_gets_a_clear_answer_and_nothing_else_breaks(
+    server: ServerProcess, raw: bytes, status: int, needle: bytes
+) -> None:
+    async with watched_ticks(server) as lateness:
+        got, head, body = await http(server, raw)
+        assert got == status
+        assert needle in head + body
+        assert b"Traceback" not in body
+        assert b'File "' not in body
+        if status == 405:
+            assert b"Allow: " in head or b"allow: " in head
+        await asyncio.sleep(2.2)
+    assert len(lateness) >= 2  # the bystander kept getting its ticks
+    health, _, _ = await http(server, request("GET", "/healthz"))
+    assert health == 200
+    assert "Traceback" not in server.log()
+
+
+async def test_head_and_options_behave(server: ServerProcess) -> None:
+    status, head, body = await http(server, request("HEAD", "/"))
+    assert (status, body) == (200, b"")
+    assert b"text/html" in head
+    assert b"\r\nserver:" not in head.lower()  # no version banner
+    status, head, _ = await http(server, request("OPTIONS", "/api/time"))
+    assert status == 200
+    allow = next(line for line in head.split(b"\r\n") if line.lower().startswith(b"allow:"))
+    assert {m.strip() for m in allow.split(b":", 1)[1].split(b",")} == {b"GET", b"HEAD", b"OPTIONS"}
+
+
+async def test_unknown_message_types_are_ignored(server: ServerProcess) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "hello-from-the-future", "x": [1, 2]}))
+        await ws.send(json.dumps({"type": "sync", "t0": 7}))
+        while (reply := json.loads(await asyncio.wait_for(ws.recv(), 3)))["type"] != "sync":
+            pass
+        assert reply["t0"] == 7
+
+
+async def test_a_page_sized_burst_is_answered_in_order(server: ServerProcess) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        for n in range(30):  # what a page does when it resyncs, and then some
+            await ws.send(json.dumps({"type": "sync", "t0": n}))
+        seen: list[int] = []
+        while len(seen) < 30:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if message["type"] == "sync":
+                seen.append(int(message["t0"]))
+        assert seen == list(range(30))
+
+
+async def test_a_message_flood_is_closed_with_1008_and_bystanders_keep_ticking(
+    server: ServerProcess,
+) -> None:
+    async with watched_ticks(server) as lateness:
+        await asyncio.sleep(1.1)
+        async with websockets.connect(server.ws_url) as flooder:
+            with suppress(ConnectionClosed):
+                for n in range(20_000):
+                    await flooder.send(json.dumps({"type": "sync", "t0": n}))
+            assert await close_code(flooder) == 1008
+            assert flooder.close_reason == "too many messages"
+        await asyncio.sleep(2.1)
+    assert len(lateness) >= 3
+    assert max(lateness) < 250, lateness
+
+
+async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
+    start_server: Start,
+) -> None:
+    """Three hundred clients connect and never read. Most just let ticks pile
+    up in their socket buffers; twenty also send requests whose replies cannot
+    fit there, so the server's writes to them block and after SEND_TIMEOUT
+    they are cut off. Ordinary clients keep prompt ticks throughout and the
+    server's memory stays bounded. (The flood limit is lifted so the twenty
+    fill their buffers fast: the send timeout is under test here.)"""
+    server = start_server(SEND_TIMEOUT="2", ACCESS_LOG="false", WS_MESSAGE_RATE="1000000")
+    rss_before = server.rss_bytes()
+    async with watched_ticks(server) as lateness:
+        await asyncio.sleep(1.1)
+        idle = [open_raw(server.port, buffer_bytes=4096) for _ in range(280)]
+        hogs = [open_raw(server.port, buffer_bytes=4096) for _ in range(20)]
+        quota = [1500 * len(SYNC)] * len(hogs)  # ~130 KB of replies each
+        sent = 0
+        flooding_until = time.monotonic() + 10
+        while any(quota) and time.monotonic() < flooding_until:
+            for i, hog in enumerate(hogs):
+                try:
+                    chunk = flood_until_blocked(hog, limit=quota[i]) if quota[i] else 0
+                except ConnectionError:  # cut off already
+                    chunk, quota[i] = 0, 0
+                quota[i] -= chunk
+                sent += chunk
+            await asyncio.sleep(0.02)
+        rss_under_attack = server.rss_bytes()
+        deadline = time.monotonic() + 10
+        alive = list(hogs)
+        while alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            alive = [hog for hog in alive if _server_holds(server, hog)]
+        still_idle = sum(_server_holds(server, sock) for sock in idle)
+        await asyncio.sleep(1.1)
+        # They cannot hold a shutdown either: none of them answers our close.
+        stopping = time.monotonic()
+        exit_code = await asyncio.to_thread(server.stop)
+        stopped_after = time.monotonic() - stopping
+        for sock in idle + hogs:
+            sock.close()
+    assert sent > len(hogs) * 1200 * len(SYNC)  # far more replies than their buffers hold
+    assert not alive, f"{len(alive)} of {len(hogs)} blocked clients still connected"
+    assert still_idle == len(idle)  # a slow reader whose buffer has room is left alone
+    assert len(lateness) >= 5
+    assert statistics.median(lateness) < 100, lateness
+    # Every tick arrives; none is held up for long even while the server
+    # works through 30,000 requests the flood limit would normally refuse.
+    assert max(lateness) < 1000, lateness
+    # Bounded: a fraction of a megabyte per client, not what they asked for.
+    assert rss_under_attack - rss_before < 300 * 200_000, (rss_before, rss_under_attack)
+    assert exit_code == 0
+    assert stopped_after < 2 + 1, stopped_after  # SEND_TIMEOUT, not the hard deadline
+    assert "still open" not in server.log()
+    assert "Traceback" not in server.log()
+
+
+def _server_holds(server: ServerProcess, client: socket.socket) -> bool:
+    """Whether the server still has this client's connection established, read
+    off the kernel's table: the client cannot tell by reading (that would
+    unblock the server), and a reset can be lost when its buffers are full."""
+    server_end = f"0100007F:{server.port:04X} 0100007F:{client.getsockname()[1]:04X} 01"
+    with open("/proc/net/tcp") as table:
+        return any(server_end == " ".join(row.split()[1:4]) for row in table)
+
+
+async def test_silent_vanished_clients_are_reaped_by_pings(start_server: Start) -> None:
+    """A peer that stops answering (never pongs, never sends) is closed after
+    three ping intervals, while a live client that answers pings stays."""
+    server = start_server(WS_PING_INTERVAL="0.5")
+    silent = open_raw(server.port)
+    async with websockets.connect(server.ws_url) as live:
+        started = time.monotonic()
+        assert await asyncio.to_thread(is_closed_by_peer, silent, 5)
+        reaped_after = time.monotonic() - started
+        await asyncio.sleep(2)
+        await next_tick(live)  # still connected: it answered every ping
+    silent.close()
+    assert 1.0 < reaped_after < 3.5, reaped_after
+
+
+async def test_connection_cap_refuses_cleanly_with_503(start_server: Start) -> None:
+    server = start_server(MAX_CONNECTIONS="3")
+    clients = [await websockets.connect(server.ws_url) for _ in range(3)]
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(server.ws_url)
+    assert refused.value.response.status_code == 503
+    assert refused.value.response.headers["Retry-After"] == "5"
+    assert b"try again later" in refused.value.response.body
+    for ws in clients:
+        await next_tick(ws)  # the admitted ones are unaffected
+    status, _, _ = await http(server, request("GET", "/"))
+    assert status == 200  # pages are not counted
+    await clients.pop().close()
+    await asyncio.sleep(0.2)
+    async with websockets.connect(server.ws_url) as newcomer:  # a freed slot is reused
+        await next_tick(newcomer)
+    for ws in clients:
+        await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        (None, True),  # not a browser: no Origin, no hijacking risk
+        ("http://127.0.0.1:{port}", True),  # the page's own origin
+        ("HTTP://127.0.0.1:{port}", True),
+        ("https://partner.example", True),  # on the allow-list
+        ("https://evil.example", False),
+        ("http://127.0.0.1:1", False),  # same host, another port: another origin
+        ("null", False),  # sandboxed frames and file:// pages
+    ],
+)
+async def test_websocket_origin_check(
+    start_server: Start, origin: str | None, allowed: bool
+) -> None:
+    server = start_server(ALLOWED_ORIGINS="https://partner.example")
+    value = None if origin is None else origin.format(port=server.port)
+    if allowed:
+        async with websockets.connect(server.ws_url, origin=value) as ws:  # type: ignore[arg-type]
+            await next_tick(ws)
+        return
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(server.ws_url, origin=value)  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403
+    assert refused.value.response.body == b"websocket origin not allowed\n"
+
+
+async def test_a_bad_close_code_from_a_client_is_harmless(server: ServerProcess) -> None:
+    sock = open_raw(server.port)
+    sock.sendall(b"\x88\x82" + b"\x00\x00\x00\x00" + b"\x03\xe7")  # close 999: invalid
+    assert await asyncio.to_thread(is_closed_by_peer, sock, 3)
+    sock.close()
+    async with websockets.connect(server.ws_url) as ws:
+        await next_tick(ws)
+    await asyncio.sleep(0)
+    assert "Traceback" not in server.log()
+
+
+def test_raw_client_helper_really_connects(server: ServerProcess) -> None:
+    sock = open_raw(server.port)
+    sock.sendall(SYNC)
+    sock.settimeout(3)
+    data = b""
+    while b'"sync"' not in data:
+        data += sock.recv(4096)
+    sock.close()
