@@ -8,10 +8,13 @@ SHELL := /bin/bash
 RUN_VENV := .venv
 TEST_VENV := .venv-test
 FIND_PYTHON := scripts/find-python
+# The podman kit's environment (../shared/containers), when it is set up here.
+CONTAINERS_ENV ?= /var/tmp/mc-containers/env
+WITH_CONTAINERS := if [ -f $(CONTAINERS_ENV) ]; then . $(CONTAINERS_ENV); fi;
 PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: help run test screenshot bench-accuracy audit lock clean
+.PHONY: help run test image image-distroless screenshot bench-accuracy audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,7 +26,13 @@ test: $(TEST_VENV)/.installed ## lint and run the whole test suite (browser and 
 	$(TEST_VENV)/bin/ruff check --no-cache .
 	$(TEST_VENV)/bin/ruff format --no-cache --check .
 	scripts/ensure-browser $(TEST_VENV)
-	PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(WITH_CONTAINERS) PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+image: ## build the slim image as moscow-clock:slim (Docker, or podman with the local stand-ins)
+	$(WITH_CONTAINERS) scripts/build-image slim moscow-clock:slim
+
+image-distroless: ## build the distroless image as moscow-clock:distroless
+	$(WITH_CONTAINERS) scripts/build-image distroless moscow-clock:distroless
 
 screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot.png
 	scripts/ensure-browser $(TEST_VENV)

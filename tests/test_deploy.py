@@ -1,0 +1,90 @@
+"""The build and deployment files, checked by the tools their users run:
+hadolint for the Dockerfiles, the Kubernetes schema for the manifests, and
+the published schemas for the GitHub workflow and the Renovate config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .support.server import ROOT
+
+BIN = Path(sys.executable).parent
+MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+RESOURCES = [path for path in MANIFESTS if path.name != "kustomization.yaml"]
+
+
+def tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(arg) for arg in args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.distroless"])
+def test_hadolint_is_clean(dockerfile: str) -> None:
+    result = tool(BIN / "hadolint", ROOT / dockerfile)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_would_catch_a_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install curl\nCMD python app.py\n")
+    assert tool(BIN / "hadolint", bad).returncode != 0
+
+
+def test_manifests_are_valid_for_current_kubernetes() -> None:
+    result = tool(BIN / "kubernetes-validate", "--strict", *RESOURCES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == len(RESOURCES)
+
+
+def test_the_validator_would_catch_a_typo(tmp_path: Path) -> None:
+    deployment = yaml.safe_load((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    broken = tmp_path / "deployment.yaml"
+    broken.write_text(yaml.safe_dump(deployment))
+    assert tool(BIN / "kubernetes-validate", "--strict", broken).returncode != 0
+
+
+def test_deployment_drains_websockets_before_the_pod_goes() -> None:
+    deployment = yaml.safe_load((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = float(env["GRACEFUL_TIMEOUT"]) + 1
+    assert pre_stop + drain < pod["terminationGracePeriodSeconds"]
+    assert deployment["spec"]["replicas"] == 3
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert {"requests", "limits"} <= container["resources"].keys()
+
+
+def test_compose_file_hardens_the_container() -> None:
+    service = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())["services"]["clock"]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["healthcheck"]["test"][:2] == ["CMD", "python"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "path"),
+    [
+        ("vendor.github-workflows", ".github/workflows/ci.yml"),
+        ("vendor.renovate", "renovate.json"),
+    ],
+)
+def test_hosting_config_matches_its_schema(schema: str, path: str) -> None:
+    result = tool(BIN / "check-jsonschema", "--builtin-schema", schema, ROOT / path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,205 @@
+"""Both container images, really built and run, checked from the outside."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import websockets
+
+from .support.containers import HARDENING, Container, Engine, images_required
+from .support.server import ROOT
+from .test_server import close_code, next_tick
+
+# The first test also builds both images (a minute or two on a fresh machine).
+pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
+
+VARIANTS = {
+    # variant: (expected uid, size target in MB)
+    "slim": (10001, 150),
+    "distroless": (65532, 70),
+}
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    found = Engine.find()
+    if found is None:
+        message = (
+            "no container engine: install Docker, or run ../shared/containers/setup "
+            "and source /var/tmp/mc-containers/env (the Makefile does)"
+        )
+        if images_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="session")
+def images(engine: Engine) -> dict[str, str]:
+    """Build both images once per test run, exactly as `make image` does."""
+    built = {}
+    for variant in VARIANTS:
+        tag = f"moscow-clock-test:{variant}"
+        engine.build(variant, tag)
+        built[variant] = tag
+    return built
+
+
+@pytest.fixture(params=list(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def container(engine: Engine, images: dict[str, str], variant: str) -> Iterator[Container]:
+    running = Container.start(engine, images[variant])
+    yield running
+    running.remove()
+
+
+def test_image_config(engine: Engine, images: dict[str, str], variant: str) -> None:
+    image = engine.inspect_image(images[variant])
+    config = image["Config"]
+    uid, _ = VARIANTS[variant]
+    assert config["User"] == f"{uid}:{uid}"
+    # Docker keeps it in Config; podman lifts it to the top level.
+    healthcheck = config.get("Healthcheck") or image["Healthcheck"]
+    assert healthcheck["Test"][0] == "CMD"  # exec form: no shell needed
+    assert healthcheck["Test"][-2:] == ["-m", "moscow_clock.healthcheck"]
+    assert "8000/tcp" in config["ExposedPorts"]
+    labels = config["Labels"]
+    for key in ("title", "source", "licenses", "version", "revision"):
+        assert f"org.opencontainers.image.{key}" in labels
+    assert labels["org.opencontainers.image.revision"] != "unknown"
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    if variant == "distroless":
+        assert config["Entrypoint"] == ["/usr/bin/python3.13"]
+        assert config["Cmd"] == ["-m", "moscow_clock"]
+    else:
+        assert config["Cmd"] == ["python", "-m", "moscow_clock"]
+
+
+def test_image_size_and_layers(engine: Engine, images: dict[str, str], variant: str) -> None:
+    size_mb = engine.inspect_image(images[variant])["Size"] / 1e6
+    _, target_mb = VARIANTS[variant]
+    history = json.loads(engine.run("history", "--format", "json", images[variant]))
+    app_bytes = sum(
+        int(layer.get("size", layer.get("Size", 0)))
+        for layer in history
+        if "COPY" in str(layer.get("CreatedBy", layer.get("created_by", "")))
+    )
+    print(f"\n{variant}: image {size_mb:.1f} MB, app layers {app_bytes / 1e6:.1f} MB")
+    assert size_mb <= target_mb
+    assert app_bytes / 1e6 <= 15
+
+
+def fetch(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+async def test_serves_the_page_health_and_ticks(container: Container) -> None:
+    status, page = await asyncio.to_thread(fetch, container.url)
+    assert status == 200
+    assert '<time id="clock"' in page
+    assert "Moscow time" in page
+    assert (await asyncio.to_thread(fetch, f"{container.url}/static/js/main.js"))[0] == 200
+    assert (await asyncio.to_thread(fetch, f"{container.url}/healthz"))[
+        1
+    ].strip() == '{"status":"ok"}'
+    ws_url = f"ws://127.0.0.1:{container.port}/ws"
+    async with websockets.connect(ws_url) as ws:
+        first, _ = await next_tick(ws)
+        second, _ = await next_tick(ws)
+    assert int(second["epoch_ms"]) - int(first["epoch_ms"]) == 1000
+
+
+def test_runs_as_the_unprivileged_user_and_cannot_write(
+    engine: Engine, container: Container, variant: str
+) -> None:
+    uid, _ = VARIANTS[variant]
+    probe = (
+        "import os, pathlib;"
+        "print(os.getuid(), os.getgid(), pathlib.Path('/app/moscow_clock').stat().st_uid,"
+        " os.access('/app', os.W_OK), os.path.exists('/bin/sh'))"
+    )
+    python = "/usr/bin/python3.13" if variant == "distroless" else "python"
+    out = engine.run("exec", container.name, python, "-c", probe).split()
+    assert out[:2] == [str(uid), str(uid)]
+    assert out[2] == "0"  # the app's files belong to root, not to the user running it
+    assert out[3] == "False"  # and nothing there is writable (read-only root as well)
+    assert out[4] == ("False" if variant == "distroless" else "True")
+    top = engine.run("top", container.name, "pid", "user", "args")
+    assert re.search(r"^\s*1\s+\S+\s+\S*python\S* -m moscow_clock", top, re.MULTILINE), top
+
+
+def test_distroless_has_no_shell(engine: Engine, images: dict[str, str]) -> None:
+    result = engine.run(
+        "run", "--rm", "--network", "host", "--entrypoint", "/bin/sh",
+        images["distroless"], "-c", "true", check=False,
+    )  # fmt: skip
+    assert "moscow" not in result
+    probe = engine.run(
+        "run", "--rm", "--network", "host", images["distroless"],
+        "-c", "import os; print(os.path.exists('/bin/sh'), os.path.exists('/bin/bash'))",
+    )  # fmt: skip
+    assert probe.split() == ["False", "False"]
+
+
+def test_healthcheck_passes_in_the_container(engine: Engine, container: Container) -> None:
+    if engine.name == "podman":
+        engine.run("healthcheck", "run", container.name)  # exit 0 = healthy
+    else:
+        deadline = time.monotonic() + 30
+        while container.state().get("Health", {}).get("Status") != "healthy":
+            assert time.monotonic() < deadline, container.state()
+            time.sleep(0.5)
+
+
+async def test_sigterm_stops_cleanly_and_clients_get_1001(
+    engine: Engine, container: Container
+) -> None:
+    ws_url = f"ws://127.0.0.1:{container.port}/ws"
+    clients = [await websockets.connect(ws_url) for _ in range(3)]
+    for ws in clients:
+        await next_tick(ws)
+    started = time.monotonic()
+    stopping = asyncio.create_task(
+        asyncio.to_thread(engine.run, "stop", "-t", "10", container.name)
+    )
+    codes = await asyncio.gather(*(close_code(ws) for ws in clients))
+    await stopping
+    assert codes == [1001] * 3
+    assert time.monotonic() - started < 5
+    assert container.state()["ExitCode"] == 0
+    assert "Traceback" not in container.logs()
+
+
+def test_workers_2_in_the_image(engine: Engine, images: dict[str, str], variant: str) -> None:
+    container = Container.start(engine, images[variant], "-e", "WORKERS=2")
+    try:
+        assert json.loads(fetch(f"{container.url}/api/time")[1])["tz"] == "Europe/Moscow"
+        engine.run("stop", "-t", "10", container.name)
+        assert container.state()["ExitCode"] == 0
+    finally:
+        container.remove()
+
+
+def test_readme_shows_the_commands_the_tests_run() -> None:
+    readme = (ROOT / "README.md").read_text()
+    runs = re.findall(r"^docker run .*$", readme, re.MULTILINE)
+    assert runs, "README has no docker run line"
+    for line in runs:
+        assert " ".join(HARDENING) in line, line
+    assert "docker build -f Dockerfile -t moscow-clock:slim ." in readme
+    assert "docker build -f Dockerfile.distroless -t moscow-clock:distroless ." in readme
+    script = (ROOT / "scripts" / "build-image").read_text()
+    assert 'docker build -f "$dockerfile" -t "$tag"' in script
