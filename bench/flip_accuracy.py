@@ -6,6 +6,10 @@ records every flip of the displayed second for a while, and prints the flip
 error against the true boundary: median, p90 of |error|, worst.
 
     make bench-accuracy            # or: python -m bench.flip_accuracy --seconds 20 --runs 3
+
+With `--load 10000` the server (pinned to core 0) also holds that many other
+websocket clients from bench/loadgen.py (on core 1, beside Chromium), so the
+page's sync samples compete with the tick fan-out.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.async_api import Browser, async_playwright
 
+from bench.run import clients_now, raise_open_files
 from tests.support.browser import CHROMIUM_ARGS, system_chromium
 from tests.support.delay_proxy import DelayProxy
 from tests.support.page import RECORD_FLIPS, Flip, recorded_flips, wait_until_synced
@@ -80,16 +89,50 @@ def summary(errors: list[float]) -> str:
     )
 
 
-async def main(seconds: float, runs: int) -> None:
+@contextlib.contextmanager
+def background_load(server: ServerProcess, clients: int) -> Iterator[None]:
+    """`clients` other websocket clients, connected before the pages open."""
+    if not clients:
+        yield
+        return
+    assert server.process is not None
+    os.sched_setaffinity(server.process.pid, {0})
+    generators = [
+        subprocess.Popen(
+            ["taskset", "-c", "1", sys.executable, "-m", "bench.loadgen",
+             "--port", str(server.port), "--clients", str(clients // 2),
+             "--rate", "1000", "--settle", "0", "--seconds", "100000", "--sync-every", "0"],
+            stdout=subprocess.DEVNULL,
+            preexec_fn=raise_open_files,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    time.sleep(clients / 2000 + 3)
+    print(f"background: {clients_now(server.port)} websocket clients on the server")
+    try:
+        yield
+    finally:
+        for generator in generators:
+            generator.kill()
+            generator.wait()
+
+
+async def main(seconds: float, runs: int, load: int, scenarios: list[Scenario]) -> None:
     print(f"machine: {platform.node()} {platform.machine()}, Python {platform.python_version()}")
     print(f"each scenario: {runs} page loads x {seconds:.0f} s of flips")
-    with tempfile.TemporaryDirectory() as logs, ServerProcess(Path(logs), ACCESS_LOG="0") as server:
+    raise_open_files()
+    env = {"ACCESS_LOG": "0", "MAX_CONNECTIONS": str(load + 1000)}
+    with (
+        tempfile.TemporaryDirectory() as logs,
+        ServerProcess(Path(logs), **env) as server,
+        background_load(server, load),
+    ):
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
                 executable_path=system_chromium(), args=CHROMIUM_ARGS
             )
             print(f"browser: Chromium {browser.version}")
-            for scenario in SCENARIOS:
+            for scenario in scenarios:
                 errors: list[float] = []
                 for _ in range(runs):
                     flips = await measure(browser, server, scenario, seconds)
@@ -102,5 +145,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="flips watched per page load")
     parser.add_argument("--runs", type=int, default=3, help="page loads per scenario")
+    parser.add_argument("--load", type=int, default=0, help="other websocket clients meanwhile")
+    parser.add_argument(
+        "--scenarios", default="all", help="comma list of scenario numbers (1-5), or all"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.runs))
+    chosen = (
+        SCENARIOS
+        if args.scenarios == "all"
+        else [SCENARIOS[int(n) - 1] for n in args.scenarios.split(",")]
+    )
+    asyncio.run(main(args.seconds, args.runs, args.load, chosen))

@@ -15,14 +15,15 @@ from .origin import origin_allowed
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
+    reason: str
     status: int
     message: str
     headers: dict[str, str]
 
 
-FOREIGN_ORIGIN = Refusal(403, "websocket origin not allowed\n", {})
+FOREIGN_ORIGIN = Refusal("origin", 403, "websocket origin not allowed\n", {})
 # Retry-After spreads a reconnect wave; the page backs off with jitter anyway.
-FULL = Refusal(503, "too many connections, try again later\n", {"Retry-After": "5"})
+FULL = Refusal("full", 503, "too many connections, try again later\n", {"Retry-After": "5"})
 
 
 class Gate:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from pathlib import Path
 
+from prometheus_client import multiprocess
 from quart import Quart, Response
 
 from .admission import Gate
 from .clock import Clock, wall_clock_ms
 from .config import Settings
+from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
-from .runtime import Runtime, current_runtime
+from .metrics import Metrics
+from .runtime import Runtime, current_runtime, runtime_of
+from .stats import Stats
 from .ticker import Ticker
 from .views import blueprint
-from .websocket import BoundedWebsocket
 
 # templates/ and static/ sit beside the package, in the repo and in the images.
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,15 +57,22 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     # Static files revalidate (ETag, Last-Modified) instead of going stale:
     # there is no build step that would put a hash in their names.
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
-    app.websocket_class = BoundedWebsocket
     # Requests are GETs; a body is never needed, so a big one is refused (413).
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
     gate = Gate(settings.max_connections, settings.allowed_origins)
     Runtime(
-        clock=clock, ticker=Ticker(clock), gate=gate, message_rate=settings.ws_message_rate
+        clock=clock,
+        ticker=Ticker(clock),
+        gate=gate,
+        message_rate=settings.ws_message_rate,
+        stats=Stats(),
+        metrics=Metrics(),
     ).attach(app)
+    # /ws is served below Quart, straight over ASGI (see session.py for why).
+    app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime_of(app))  # type: ignore[method-assign]
     app.register_blueprint(blueprint)
     app.while_serving(_run_ticker)
+    app.while_serving(_publish_metrics)
     app.after_request(_add_security_headers)
     register_error_pages(app)
     return app
@@ -75,6 +86,25 @@ async def _run_ticker() -> AsyncIterator[None]:
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
+
+
+async def _publish_metrics() -> AsyncIterator[None]:
+    """Move the plain counters into the metrics once a second, so that with
+    several workers any one of them can answer a scrape for all."""
+    runtime = current_runtime()
+
+    async def every_second() -> None:
+        while True:
+            runtime.update_metrics()
+            await asyncio.sleep(1)
+
+    task = asyncio.create_task(every_second(), name="moscow-clock-metrics")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    if runtime.metrics.multiprocess:
+        multiprocess.mark_process_dead(os.getpid())
 
 
 async def _add_security_headers(response: Response) -> Response:

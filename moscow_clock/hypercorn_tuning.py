@@ -1,34 +1,45 @@
-"""Seven things this service needs from Hypercorn 0.18 that it has no setting for.
+"""What this service needs from Hypercorn 0.18 that it has no setting for.
 
-Applied once by `server.py` before serving (the versions are pinned, and the
-tests exercise every one of them against the real server):
+Applied once by `server.py` before serving. Hypercorn is pinned to 0.18.x,
+and each change is exercised by the tests against the real server (most
+were found by a test that failed without them; docs/SECURITY.md and
+docs/PERFORMANCE.md say which).
+
+Robustness:
 
 1. **Drop a peer whose socket stays full.** Hypercorn awaits
    `StreamWriter.drain()` with no limit, so a client that never reads (or
    vanished mid-write) would pin its buffers and its session forever. Here a
-   drain that has not finished after `send_timeout` seconds aborts the
+   drain that has not finished after `send_timeout` seconds resets the
    connection. The buffers in front of it are bounded too: asyncio's write
    buffer pushes back at 16 KB (not 64 KB) and the kernel's send buffer is
-   fixed at 32 KB (not autotuned up to 4 MB): hundreds of unsent ticks mean
-   the client is gone, and at ten thousand clients the difference is memory.
+   fixed at 32 KB (not autotuned up to 4 MB).
 2. **Closing a connection has a deadline.** Hypercorn closes a socket and
-   then waits, unbounded, for its unsent bytes to drain, so a client that never
-   reads kept its connection task (and a graceful shutdown) alive forever.
-   After `send_timeout` the socket is reset instead.
-3. **Pings end with their stream.** Hypercorn's ping task sleeps a whole
-   interval before noticing the stream closed, and the connection (and a
-   graceful shutdown) waits for it. Here it is cancelled when the stream closes.
-4. **A close handshake has a deadline.** After the server sends its close
-   frame, the connection lives until the client answers (Quart waits for the
-   disconnect). A client that never answers is cut off after `send_timeout`.
-5. **Nothing waits on an app that has finished.** Hypercorn feeds a
-   connection's messages to the app through a bounded queue; once the app has
-   returned, nobody empties it, and the reader blocked on a full queue kept
-   the connection open forever. Here the queue is shut down with the app, and
-   what is still arriving is dropped.
-6. **No permessage-deflate.** Hypercorn always offers it and every browser
+   then waits, unbounded, for its unsent bytes to drain; after `send_timeout`
+   the socket is reset instead.
+3. **A close handshake has a deadline.** After the server's close frame the
+   connection lives until the client answers; one that never does is cut off
+   after `send_timeout`.
+4. **Nothing waits on an app that has finished.** Hypercorn feeds messages to
+   the app through a bounded queue that nobody empties once the app has
+   returned, so a reader blocked on it kept the connection open forever. Here
+   the inbox closes with the app and late messages are dropped (and it is a
+   lighter inbox than an `asyncio.Queue`: see `AppInbox`).
+
+Cost per client (one tick per client per second is the whole load):
+
+5. **One pinger per process.** Hypercorn runs a ping task per connection
+   (a task and a timer each, and it held shutdown open for an interval). Here
+   one task pings every open websocket each interval; a peer that answers
+   nothing for three intervals is closed by Hypercorn's read timeout.
+6. **Ticks are framed once.** A `websocket.send` that carries the finished
+   frame (`session.FRAME_KEY`) is written as is, instead of wsproto framing
+   the same text again for every client; and writes skip Hypercorn's
+   per-connection lock (a single `transport.write` is already atomic and
+   ordered).
+7. **No permessage-deflate.** Hypercorn always offers it and every browser
    accepts, which costs ~100 KB of zlib state per connection to compress
-   ~70-byte ticks that compress to nothing worth having.
+   ~70-byte ticks.
 """
 
 from __future__ import annotations
@@ -36,26 +47,36 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 from hypercorn.asyncio.task_group import TaskGroup as HypercornTaskGroup
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ws_stream
-from hypercorn.protocol.events import StreamClosed
-from hypercorn.protocol.ws_stream import WSStream
+from hypercorn.protocol.events import Data, StreamClosed
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto.extensions import PerMessageDeflate
+
+from .session import FRAME_KEY
+
+WRITE_BUFFER_HIGH = 16 * 1024
+KERNEL_SEND_BUFFER = 32 * 1024
+# Websockets pinged between two yields to the event loop.
+PING_CHUNK = 512
 
 
 class _State:
     installed = False
     send_timeout = 5.0
+    open_streams: ClassVar[weakref.WeakSet[WSStream]] = weakref.WeakSet()
 
 
 def apply(send_timeout: float) -> None:
-    """Install the seven changes (idempotent; the last `send_timeout` wins)."""
+    """Install the changes (idempotent; the last `send_timeout` wins)."""
     _State.send_timeout = send_timeout
     if _State.installed:
         return
@@ -63,15 +84,29 @@ def apply(send_timeout: float) -> None:
     TCPServer.run = _bounded_buffers(TCPServer.run)  # type: ignore[method-assign]
     TCPServer._close = _close_by_deadline(TCPServer._close)  # type: ignore[method-assign]
     TCPServer.protocol_send = _bounded_protocol_send(TCPServer.protocol_send)  # type: ignore[method-assign]
-    WSStream._send_pings = _pings_until_closed  # type: ignore[method-assign]
     WSStream.handle = _cancel_timers_on_close(WSStream.handle)  # type: ignore[method-assign]
-    WSStream.app_send = _close_with_deadline(WSStream.app_send)  # type: ignore[method-assign]
+    WSStream.app_send = _app_send(WSStream.app_send)  # type: ignore[method-assign]
     HypercornTaskGroup.spawn_app = _queue_ends_with_app(HypercornTaskGroup.spawn_app)  # type: ignore[method-assign]
     ws_stream.PerMessageDeflate = _NoCompression  # type: ignore[attr-defined,misc]
 
 
-WRITE_BUFFER_HIGH = 16 * 1024
-KERNEL_SEND_BUFFER = 32 * 1024
+async def ping_forever(interval: float) -> None:
+    """Change 5: ping every open websocket once per `interval`."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        for done, stream in enumerate(list(_State.open_streams), start=1):
+            if stream.closed:
+                continue
+            # Eager: a ping the kernel takes at once costs no task switch.
+            asyncio.Task(_ping(stream), loop=loop, eager_start=True)
+            if done % PING_CHUNK == 0:
+                await asyncio.sleep(0)
+
+
+async def _ping(stream: WSStream) -> None:
+    with suppress(Exception):  # a stream closing under us: nothing to ping
+        await stream._send_wsproto_event(ws_stream.Ping())
 
 
 def _bounded_buffers(
@@ -91,25 +126,26 @@ def _bounded_buffers(
 def _bounded_protocol_send(
     original: Callable[[TCPServer, Event], Awaitable[None]],
 ) -> Callable[[TCPServer, Event], Awaitable[None]]:
+    """Changes 1 and 6: write without the lock, wait for room only so long."""
+
     async def protocol_send(self: TCPServer, event: Event) -> None:
         if not isinstance(event, RawData):
             await original(self, event)
             return
-        async with self.send_lock:
-            writer = self.writer
-            if writer.transport.is_closing():
-                return  # cut off already: the bytes have nowhere to go
-            try:
-                writer.write(event.data)
-                if writer.transport.get_write_buffer_size() == 0:
-                    return  # all in the kernel already: the common case costs no timer
-                async with asyncio.timeout(_State.send_timeout):
-                    await writer.drain()
-            except (TimeoutError, ConnectionError, RuntimeError):
-                _reset(writer)
-                # Not awaited: the app may be blocked on this very send while
-                # the disconnect waits for room in the app's full queue.
-                self._task_group.spawn(self.protocol.handle, Closed())
+        transport = self.writer.transport
+        if transport.is_closing():
+            return  # cut off already: the bytes have nowhere to go
+        try:
+            transport.write(event.data)
+            if transport.get_write_buffer_size() == 0:
+                return  # all in the kernel already: the common case costs no timer
+            async with asyncio.timeout(_State.send_timeout):
+                await self.writer.drain()
+        except (TimeoutError, ConnectionError, RuntimeError):
+            _reset(self.writer)
+            # Not awaited: the app may be blocked on this very send while
+            # the disconnect waits for room in the app's full queue.
+            self._task_group.spawn(self.protocol.handle, Closed())
 
     return protocol_send
 
@@ -137,24 +173,62 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+def _app_send(
+    original: Callable[[WSStream, Any], Awaitable[None]],
+) -> Callable[[WSStream, Any], Awaitable[None]]:
+    """Changes 3, 5 and 6 at the one place every app message passes.
+
+    A plain function that returns the awaitable to run: the common case adds
+    no coroutine of its own."""
+
+    def app_send(self: WSStream, message: Any) -> Awaitable[None]:
+        if message is not None:
+            kind = message["type"]
+            if kind == "websocket.send":
+                frame = message.get(FRAME_KEY)
+                if (
+                    frame is not None
+                    and not self.closed
+                    and self.state == ASGIWebsocketState.CONNECTED
+                ):
+                    return self.send(Data(stream_id=self.stream_id, data=frame))
+            elif kind == "websocket.accept":
+                _State.open_streams.add(self)
+            elif kind == "websocket.close" and self.state == ASGIWebsocketState.CONNECTED:
+                return _close_then_wait(self, original, message)
+        return original(self, message)
+
+    return app_send
+
+
+async def _close_then_wait(
+    stream: WSStream, original: Callable[[WSStream, Any], Awaitable[None]], message: Any
+) -> None:
+    await original(stream, message)
+    if not stream.closed:
+        stream.task_group.spawn(_end_unanswered_close, stream)
+
+
+async def _end_unanswered_close(stream: WSStream) -> None:
+    _until_closed(stream)
+    try:
+        await asyncio.sleep(_State.send_timeout)
+    except asyncio.CancelledError:
+        if stream.closed:
+            return  # answered in time
+        raise
+    if not stream.closed:
+        # Close the connection under it: the app hears a disconnect, and the
+        # socket is closed (within `_close_by_deadline`).
+        await stream.send(StreamClosed(stream_id=stream.stream_id))
+
+
 def _until_closed(stream: WSStream) -> None:
     """Register the running task to be cancelled when the stream closes."""
     timers: list[asyncio.Task[Any]] = stream.__dict__.setdefault("_moscow_timers", [])
     task = asyncio.current_task()
     if task is not None:
         timers.append(task)
-
-
-async def _pings_until_closed(self: WSStream) -> None:
-    _until_closed(self)
-    interval = self.config.websocket_ping_interval
-    try:
-        while not self.closed:
-            await self._send_wsproto_event(ws_stream.Ping())
-            await asyncio.sleep(interval)
-    except asyncio.CancelledError:
-        if not self.closed:
-            raise
 
 
 def _cancel_timers_on_close(
@@ -170,42 +244,67 @@ def _cancel_timers_on_close(
     return handle
 
 
-def _close_with_deadline(
-    original: Callable[[WSStream, Any], Awaitable[None]],
-) -> Callable[[WSStream, Any], Awaitable[None]]:
-    async def app_send(self: WSStream, message: Any) -> None:
-        closing = (
-            message is not None
-            and message["type"] == "websocket.close"
-            and self.state == ws_stream.ASGIWebsocketState.CONNECTED
-        )
-        await original(self, message)
-        if closing and not self.closed:
-            self.task_group.spawn(_end_unanswered_close, self)
-
-    return app_send
-
-
-async def _end_unanswered_close(stream: WSStream) -> None:
-    _until_closed(stream)
-    try:
-        await asyncio.sleep(_State.send_timeout)
-    except asyncio.CancelledError:
-        if stream.closed:
-            return  # answered in time
-        raise
-    if not stream.closed:
-        # Close the connection under it: Hypercorn tells the app the client
-        # disconnected, and closes the socket (by `_close_by_deadline`).
-        await stream.send(StreamClosed(stream_id=stream.stream_id))
-
-
 type _Put = Callable[[Any], Awaitable[None]]
+
+
+class AppInbox:
+    """The messages from one connection to its app: bounded, one reader, one
+    writer, and closed when the app returns.
+
+    Stands in for the `asyncio.Queue` Hypercorn makes per connection, which
+    allocates three deques (~2.3 KB) whether or not anything ever waits; here
+    a waiter's future exists only while someone waits."""
+
+    __slots__ = ("_closed", "_getter", "_items", "_loop", "_maxsize", "_putter")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: list[Any] = []
+        self._maxsize = max(1, maxsize)
+        self._loop = asyncio.get_running_loop()
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._getter = self._loop.create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        item = self._items.pop(0)
+        _wake(self._putter)
+        return item
+
+    async def put(self, item: Any) -> None:
+        while len(self._items) >= self._maxsize and not self._closed:
+            self._putter = self._loop.create_future()
+            try:
+                await self._putter
+            finally:
+                self._putter = None
+        if self._closed:
+            return  # the app has returned: nobody will read it
+        self._items.append(item)
+        _wake(self._getter)
+
+    def close(self) -> None:
+        self._closed = True
+        self._items.clear()
+        _wake(self._putter)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _queue_ends_with_app(
     original: Callable[..., Awaitable[_Put]],
 ) -> Callable[..., Awaitable[_Put]]:
+    """Change 4: Hypercorn's spawn_app, with an inbox that closes with the app."""
+    from hypercorn.asyncio.task_group import _handle  # the app runner spawn_app uses
+
     async def spawn_app(
         self: HypercornTaskGroup,
         app: Any,
@@ -213,28 +312,33 @@ def _queue_ends_with_app(
         scope: Any,
         send: Callable[[Any], Awaitable[None]],
     ) -> _Put:
-        queue: asyncio.Queue[Any] | None = None
+        inbox = AppInbox(config.max_app_queue_size)
 
-        async def send_then_end(message: Any) -> None:
+        async def end(message: None) -> None:
             try:
                 await send(message)
             finally:
-                if message is None and queue is not None:  # the app has returned
-                    queue.shutdown(immediate=True)
+                inbox.close()
 
-        put = await original(self, app, config, scope, send_then_end)
-        queue = put.__self__  # type: ignore[attr-defined]
+        def send_then_end(message: Any) -> Awaitable[None]:
+            # None: the app has returned. Anything else passes straight through.
+            return end(message) if message is None else send(message)
 
-        async def put_while_app_runs(event: Any) -> None:
-            with suppress(asyncio.QueueShutDown):
-                await put(event)
+        loop = asyncio.get_running_loop()
 
-        return put_while_app_runs
+        def call_soon(func: Callable[..., Any], *args: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(func(*args), loop).result()
+
+        self.spawn(
+            _handle, app, config, scope, inbox.get, send_then_end,
+            partial(loop.run_in_executor, None), call_soon,
+        )  # fmt: skip
+        return inbox.put
 
     return spawn_app
 
 
 class _NoCompression(PerMessageDeflate):
-    """Named so that no client offer matches: the handshake agrees on none."""
+    """Change 7: named so that no client offer matches, the handshake agrees on none."""
 
     name = "x-moscow-clock-no-compression"

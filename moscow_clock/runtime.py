@@ -8,6 +8,8 @@ from quart import Quart, current_app
 
 from .admission import Gate
 from .clock import Clock
+from .metrics import Metrics
+from .stats import Stats
 from .ticker import Ticker
 
 _EXTENSION = "moscow_clock"
@@ -19,6 +21,11 @@ class Runtime:
     ticker: Ticker
     gate: Gate
     message_rate: float
+    stats: Stats
+    metrics: Metrics
+
+    def update_metrics(self) -> None:
+        self.metrics.update(self.ticker, self.stats, self.gate)
 
     def attach(self, app: Quart) -> None:
         app.extensions[_EXTENSION] = self

@@ -15,9 +15,11 @@ import dataclasses
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from contextlib import suppress
 
@@ -27,6 +29,8 @@ from quart import Quart
 
 from . import hypercorn_tuning
 from .config import Settings
+from .logs import AccessLogger
+from .logs import configure as configure_logging
 from .runtime import runtime_of
 
 log = logging.getLogger("moscow_clock.server")
@@ -48,14 +52,20 @@ def hypercorn_config(settings: Settings) -> Config:
     # Hypercorn logs through the same root handler (format, level) as the app.
     config.accesslog = logging.getLogger("hypercorn.access") if settings.access_log else None
     config.errorlog = logging.getLogger("hypercorn.error")
+    config.logger_class = AccessLogger
     config.graceful_timeout = settings.graceful_timeout
     config.websocket_max_message_size = settings.ws_max_message_bytes
-    # Pings make every live client answer now and then; a connection that
-    # reads nothing at all for three intervals (no pong, no message) is
-    # closed, so clients that vanished without a FIN are reaped.
-    config.websocket_ping_interval = settings.ws_ping_interval
+    # One pinger per process (hypercorn_tuning.ping_forever) makes every live
+    # client answer now and then; a connection that reads nothing at all for
+    # three intervals (no pong, no message) is closed, so clients that
+    # vanished without a FIN are reaped. Hypercorn's own ping task per
+    # connection is off.
+    config.websocket_ping_interval = None
     config.read_timeout = 3 * settings.ws_ping_interval  # type: ignore[assignment]
     config.include_server_header = False  # no version banner
+    # Room in the accept queue for a reconnect wave (the kernel caps it at
+    # net.core.somaxconn); Hypercorn's default of 100 drops SYNs past that.
+    config.backlog = 4096
     return config
 
 
@@ -73,6 +83,7 @@ async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
         hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=drained)
     )
     stopping = asyncio.create_task(stop.wait())
+    pinger = asyncio.create_task(hypercorn_tuning.ping_forever(settings.ws_ping_interval))
     try:
         await asyncio.wait((server, stopping), return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
@@ -80,6 +91,7 @@ async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
         else:
             server.result()  # Hypercorn failed on its own (say, the port was taken)
     finally:
+        pinger.cancel()
         stopping.cancel()
         server.cancel()
 
@@ -146,10 +158,7 @@ def fit_to_fd_limit(settings: Settings) -> Settings:
 
 def run(settings: Settings) -> int:
     """Serve in this process, or supervise WORKERS processes; the exit code."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_json)
     if settings.workers > 1 and settings.listen_fd is None:
         return _supervise(settings)
     asyncio.run(_serve_until_signalled(fit_to_fd_limit(settings)))
@@ -164,7 +173,10 @@ def _supervise(settings: Settings) -> int:
     supervisor forwards SIGTERM/SIGINT and exits 0 once they all have.
     """
     (sock,) = hypercorn_config(settings).create_sockets().insecure_sockets
+    metrics_dir = _shared_metrics_dir()
     env = {**os.environ, "LISTEN_FD": str(sock.fileno()), "WORKERS": "1"}
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     workers: dict[int, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -199,4 +211,19 @@ def _supervise(settings: Settings) -> int:
             exit_code = 1
             stop()
     sock.close()
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return exit_code
+
+
+def _shared_metrics_dir() -> str | None:
+    """A fresh directory the workers share for /metrics: /dev/shm (a tmpfs in
+    containers, writable even with a read-only root) or the temp directory."""
+    # mkdtemp makes a private (0700) directory with an unpredictable name.
+    for parent in ("/dev/shm", None):  # noqa: S108
+        try:
+            return tempfile.mkdtemp(prefix="moscow-clock-metrics-", dir=parent)
+        except OSError:
+            continue
+    log.warning("no writable directory for shared metrics: /metrics shows one worker")
+    return None

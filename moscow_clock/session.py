@@ -1,82 +1,131 @@
-"""One websocket client's session: ticks out, sync answers back.
+"""One websocket client's session, spoken directly over ASGI.
 
-Two small loops share the socket. Sync replies are sent from the receiving
-loop the moment a request arrives, so they never wait behind a tick.
+Quart's websocket wrapper costs two tasks, a queue hop, a forced event-loop
+round trip and two signals per message; for a message per client per second
+that was most of the server's work. Here a session is one coroutine (the
+ASGI app call itself, reading the client's messages) plus `offer`, which the
+ticker calls to start sending a tick without waiting. Sync replies are sent
+from the reading loop the moment a request arrives, never behind a tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Any
 
-from .clock import Clock
+from .clock import Clock, Tick
 from .protocol import GOING_AWAY, POLICY_VIOLATION, Close, Reply, answer
 from .ratelimit import TokenBucket
-from .ticker import Ticker, TickerClosed
+from .stats import Stats
 
+type Message = dict[str, Any]
+type Send = Callable[[Message], Awaitable[None]]
+type Receive = Callable[[], Awaitable[Message]]
 
-class Websocket(Protocol):
-    """The part of Quart's websocket a session uses (tests may pass a fake)."""
-
-    async def receive(self) -> str | bytes: ...
-    async def send(self, data: str | bytes) -> None: ...
-    async def close(self, code: int, reason: str = "") -> None: ...
-
-
-_SHUTTING_DOWN = Close(GOING_AWAY, "server shutting down")
-_FLOODING = Close(POLICY_VIOLATION, "too many messages")
+SHUTTING_DOWN = Close(GOING_AWAY, "server shutting down")
+FLOODING = Close(POLICY_VIOLATION, "too many messages")
 DEFAULT_MESSAGE_RATE = 10.0
 
 
-async def run_session(
-    websocket: Websocket,
-    ticker: Ticker,
-    clock: Clock,
-    message_rate: float = DEFAULT_MESSAGE_RATE,
-) -> None:
-    """Serve one accepted websocket until the client leaves, misbehaves or the
-    server drains; ends by closing with the code that says why."""
-    limit = TokenBucket.for_rate(message_rate, time.monotonic())
-    try:
-        with ticker.subscription() as cursor:
-            close = await _exchange(websocket, ticker, clock, cursor, limit)
-    except TickerClosed:
-        close = _SHUTTING_DOWN
-    await websocket.close(close.code, close.reason)
+# ASGI extension key: the whole websocket frame for a "websocket.send",
+# encoded once per tick; hypercorn_tuning writes it as is instead of having
+# wsproto frame the same text again for every client. Servers that do not
+# know it send "text" as usual.
+FRAME_KEY = "moscow.frame"
 
 
-async def _exchange(
-    websocket: Websocket, ticker: Ticker, clock: Clock, cursor: int, limit: TokenBucket
-) -> Close:
-    loops = (
-        asyncio.create_task(_forward_ticks(websocket, ticker, cursor)),
-        asyncio.create_task(_answer_requests(websocket, clock, limit)),
-    )
-    try:
-        done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for loop in loops:
-            loop.cancel()
-    return done.pop().result()
+def text_frame(text: str) -> bytes:
+    """An unmasked, unfragmented server-to-client text frame (RFC 6455 5.2)."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        return struct.pack("!BB", 0x81, length) + payload
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
 
 
-async def _forward_ticks(websocket: Websocket, ticker: Ticker, cursor: int) -> Close:
-    while True:
+@lru_cache(maxsize=2)
+def tick_message(tick: Tick) -> Message:
+    """The ASGI message for a tick, built once and shared by every session."""
+    return {"type": "websocket.send", "text": tick.text, FRAME_KEY: text_frame(tick.text)}
+
+
+class Session:
+    def __init__(
+        self,
+        send: Send,
+        clock: Clock,
+        message_rate: float = DEFAULT_MESSAGE_RATE,
+        stats: Stats | None = None,
+    ) -> None:
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self._clock = clock
+        self._limit = TokenBucket.for_rate(message_rate, time.monotonic())
+        self._stats = stats or Stats()
+        self._busy = False  # a tick is still being written
+        self._pending: asyncio.Task[None] | None = None
+        self.closed_with: Close | None = None
+
+    def offer(self, tick: Tick) -> bool:
+        """Start writing `tick`; False if the last one is still being written.
+
+        An eager task runs the write at once: when the kernel takes the bytes
+        (nearly always) it is finished before this returns, with no task
+        switch; only a write that must wait lives on as a task."""
+        if self._busy or self.closed_with is not None:
+            return False
+        self._busy = True
+        # (Python 3.13.0 needs the loop passed when eager_start is set.)
+        task = asyncio.Task(self._write_tick(tick_message(tick)), loop=self._loop, eager_start=True)
+        if not task.done():
+            self._pending = task
+        return True
+
+    async def _write_tick(self, message: Message) -> None:
         try:
-            cursor, tick = await ticker.next_tick(cursor)
-        except TickerClosed:
-            return _SHUTTING_DOWN
-        await websocket.send(tick.text)
+            await self._send(message)
+        finally:
+            self._busy = False
+            self._pending = None
 
+    def go_away(self) -> None:
+        """The server is shutting down: close with 1001 without waiting."""
+        if self.closed_with is None:
+            self._pending = asyncio.Task(
+                self.close(SHUTTING_DOWN), loop=self._loop, eager_start=True
+            )
 
-async def _answer_requests(websocket: Websocket, clock: Clock, limit: TokenBucket) -> Close:
-    while True:
-        message = await websocket.receive()
-        if not limit.allow(time.monotonic()):
-            return _FLOODING
-        verdict = answer(message, clock())
-        if isinstance(verdict, Reply):
-            await websocket.send(verdict.text)
-        elif isinstance(verdict, Close):
-            return verdict
+    async def close(self, close: Close) -> None:
+        if self.closed_with is not None:
+            return
+        self.closed_with = close  # before the await: no tick or reply after it
+        await self._send({"type": "websocket.close", "code": close.code, "reason": close.reason})
+
+    async def serve(self, receive: Receive) -> Close | None:
+        """Read the client's messages until it disconnects; the close this
+        server sent (None: the client left first)."""
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.disconnect":
+                return self.closed_with
+            if event["type"] != "websocket.receive" or self.closed_with is not None:
+                continue  # "connect"; or closing: wait for the client's answer
+            message = event.get("text")
+            verdict = (
+                FLOODING
+                if not self._limit.allow(time.monotonic())
+                else answer(
+                    message if message is not None else event.get("bytes") or b"", self._clock()
+                )
+            )
+            if isinstance(verdict, Reply):
+                self._stats.syncs += 1
+                await self._send({"type": "websocket.send", "text": verdict.text})
+            elif isinstance(verdict, Close):
+                await self.close(verdict)

@@ -1,24 +1,41 @@
 """The one ticker per process and its fan-out to every connected client.
 
-The ticker sleeps to each whole second, encodes the tick once and publishes it
-by replacing an `asyncio.Event`: every waiting client wakes with the newest
-tick. Nothing is queued per client, so a client that is slow to send simply
-picks up the newest tick when it is ready again (stale ticks are dropped), and
-a stalled client costs no memory and delays no one.
+The ticker sleeps to each whole second, encodes the tick once, and offers it
+to every subscriber in turn. An offer never waits: a subscriber that is idle
+starts writing the tick (a write that the kernel takes at once finishes right
+there, with no task switch); one still busy with an earlier write skips this
+tick and gets the next. Nothing is queued per client, so a stalled client
+costs no memory and delays no one. The fan-out yields to the event loop every
+few hundred clients, so sync replies never wait behind all of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from .clock import Clock, Tick, make_tick, next_second_ms, second_start_ms, wall_clock_ms
 
 log = logging.getLogger(__name__)
 
 type Sleep = Callable[[float], Awaitable[object]]
+
+# Subscribers served between two yields to the event loop during a fan-out.
+FANOUT_CHUNK = 256
+
+
+class Subscriber(Protocol):
+    def offer(self, tick: Tick) -> bool:
+        """Start sending `tick` unless still busy; never waits. Sent or not."""
+        ...
+
+    def go_away(self) -> None:
+        """Start closing with 1001: the process is shutting down."""
+        ...
 
 
 class TickerClosed(Exception):
@@ -29,19 +46,19 @@ class Ticker:
     def __init__(self, clock: Clock = wall_clock_ms, sleep: Sleep = asyncio.sleep) -> None:
         self._clock = clock
         self._sleep = sleep
-        self._latest: Tick | None = None
-        # Ticks are numbered: a cursor is "the last tick I sent", which stays
-        # right even if the wall clock steps back and epoch_ms repeats.
-        self._seq = 0
-        self._published = asyncio.Event()
+        self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered set
         self._closed = False
-        self._clients = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.latest: Tick | None = None
+        # Plain counters, read by metrics.py once a second.
+        self.delivered = 0  # ticks handed to clients
+        self.skipped = 0  # ticks a busy client never got (it gets the next one)
+        self.fanout_s: list[float] = []  # how long each fan-out took
 
     @property
     def clients(self) -> int:
-        return self._clients
+        return len(self._subscribers)
 
     async def run(self) -> None:
         """Publish a tick just after every whole second until closed."""
@@ -55,37 +72,35 @@ class Ticker:
             due = second_start_ms(now)
             # After a stall (suspend, overloaded host) skip to the current
             # second instead of replaying the missed ones.
-            self.publish(upcoming if due == target else make_tick(due))
+            await self.publish(upcoming if due == target else make_tick(due))
 
-    def publish(self, tick: Tick) -> None:
-        self._latest = tick
-        self._seq += 1
-        published, self._published = self._published, asyncio.Event()
-        published.set()
-
-    async def next_tick(self, cursor: int) -> tuple[int, Tick]:
-        """The newest tick after `cursor` and its own cursor, waiting if needed."""
-        while True:
-            if self._closed:
-                raise TickerClosed
-            if self._seq > cursor and self._latest is not None:
-                return self._seq, self._latest
-            await self._published.wait()
+    async def publish(self, tick: Tick) -> None:
+        started = time.monotonic()
+        self.latest = tick
+        # A snapshot: clients may come and go while the fan-out yields.
+        for done, subscriber in enumerate(list(self._subscribers), start=1):
+            if subscriber.offer(tick):
+                self.delivered += 1
+            else:
+                self.skipped += 1
+            if done % FANOUT_CHUNK == 0:
+                await asyncio.sleep(0)
+        if self._subscribers:
+            self.fanout_s.append(time.monotonic() - started)
 
     @contextmanager
-    def subscription(self) -> Iterator[int]:
-        """Count a client in for its lifetime; yields the cursor for its first
-        `next_tick`: a new client waits for the next whole second rather than
-        getting a tick that is already up to a second old."""
+    def subscription(self, subscriber: Subscriber) -> Iterator[None]:
+        """Offer `subscriber` every tick from the next whole second on, for the
+        duration of the block; refuses newcomers once the ticker is closing."""
         if self._closed:
             raise TickerClosed
-        self._clients += 1
+        self._subscribers[subscriber] = None
         self._idle.clear()
         try:
-            yield self._seq
+            yield
         finally:
-            self._clients -= 1
-            if self._clients == 0:
+            self._subscribers.pop(subscriber, None)
+            if not self._subscribers:
                 self._idle.set()
 
     async def drain(self, timeout: float) -> bool:
@@ -95,10 +110,13 @@ class Ticker:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
         except TimeoutError:
-            log.warning("%d websocket clients still open after %.1f s", self._clients, timeout)
+            log.warning("%d websocket clients still open after %.1f s", self.clients, timeout)
             return False
         return True
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
-        self._published.set()
+        for subscriber in list(self._subscribers):
+            subscriber.go_away()

@@ -1,12 +1,12 @@
-"""HTTP and websocket routes, kept thin: the work lives in clock, session and ticker."""
+"""HTTP routes, kept thin (the websocket endpoint is endpoint.py)."""
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify, render_template, websocket
+from quart import Blueprint, Response, jsonify, render_template
 
 from .clock import moscow_time, time_snapshot
+from .metrics import CONTENT_TYPE
 from .runtime import current_runtime
-from .session import run_session
 
 blueprint = Blueprint("clock", __name__)
 
@@ -30,16 +30,14 @@ async def healthz() -> tuple[Response, int, dict[str, str]]:
     return jsonify(status="ok"), 200, NO_STORE
 
 
-@blueprint.websocket("/ws")
-async def ws() -> tuple[str, int, dict[str, str]] | None:
+@blueprint.get("/metrics")
+async def metrics() -> tuple[bytes, int, dict[str, str]]:
     runtime = current_runtime()
-    refusal = runtime.gate.refusal(websocket.headers.get("Origin"), websocket.headers.get("Host"))
-    if refusal is not None:
-        return refusal.message, refusal.status, {**refusal.headers, **NO_STORE}
-    with runtime.gate.hold():
-        await websocket.accept()
-        try:
-            await run_session(websocket, runtime.ticker, runtime.clock, runtime.message_rate)
-        finally:
-            websocket.stop_reading()
-    return None
+    runtime.update_metrics()
+    return runtime.metrics.render(), 200, {"Content-Type": CONTENT_TYPE, **NO_STORE}
+
+
+@blueprint.get("/ws")
+async def ws_over_plain_http() -> tuple[str, int, dict[str, str]]:
+    """A plain GET where the websocket lives: say how to talk to it."""
+    return "this is a websocket endpoint\n", 426, {"Upgrade": "websocket", **NO_STORE}

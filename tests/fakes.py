@@ -1,4 +1,4 @@
-"""Test doubles: a clock that only moves when told, and an in-memory websocket."""
+"""Test doubles: a clock that only moves when told, and an in-memory ASGI websocket."""
 
 from __future__ import annotations
 
@@ -29,21 +29,33 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
-class FakeWebsocket:
+class FakeASGI:
+    """Both ends of an ASGI websocket in memory: `receive` gives what the test
+    puts in `incoming`; `send` records text frames and the close, and hangs
+    while `unblocked` is clear (a client that stopped reading)."""
+
     def __init__(self) -> None:
-        self.incoming: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self.incoming: asyncio.Queue[dict[str, object]] = asyncio.Queue()
         self.sent: list[str] = []
         self.closed: tuple[int, str] | None = None
         self.unblocked = asyncio.Event()
         self.unblocked.set()
 
-    async def receive(self) -> str | bytes:
+    def client_sends(self, data: str | bytes) -> None:
+        key = "text" if isinstance(data, str) else "bytes"
+        self.incoming.put_nowait({"type": "websocket.receive", key: data})
+
+    def client_leaves(self) -> None:
+        self.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+
+    async def receive(self) -> dict[str, object]:
         return await self.incoming.get()
 
-    async def send(self, data: str | bytes) -> None:
-        assert isinstance(data, str)
-        await self.unblocked.wait()  # a stalled client: send never completes
-        self.sent.append(data)
-
-    async def close(self, code: int, reason: str = "") -> None:
-        self.closed = (code, reason)
+    async def send(self, message: dict[str, object]) -> None:
+        await self.unblocked.wait()
+        if message["type"] == "websocket.send":
+            assert isinstance(message["text"], str)
+            self.sent.append(message["text"])
+        elif message["type"] == "websocket.close":
+            self.closed = (int(message["code"]), str(message["reason"]))  # type: ignore[call-overload]
+            self.client_leaves()  # a client answers the close

@@ -90,7 +90,7 @@ def test_robustness_settings() -> None:
     assert (settings.ws_ping_interval, settings.send_timeout) == (15, 3)
     assert settings.ws_message_rate == 2.5
     config = hypercorn_config(settings)
-    assert config.websocket_ping_interval == 15
+    assert config.websocket_ping_interval is None  # one pinger per process instead
     assert config.read_timeout == 45  # three silent intervals and the peer is gone
 
 

@@ -84,7 +84,7 @@ async def watched_ticks(server: ServerProcess) -> AsyncIterator[list[float]]:
         (request("DELETE", "/api/time"), 405, b'"status":405'),
         (request("GET", "/api/time?%%%=&&;;=%ZZ&t0=abc"), 200, b'"epoch_ms"'),
         (request("GET", "/?" + "a" * 3000), 200, b'<time id="clock"'),
-        (request("GET", "/ws"), 400, b""),
+        (request("GET", "/ws"), 426, b"websocket endpoint"),
         (request("GET", "/healthz", "X-Big: " + "x" * 70_000), 431, b""),
         (request("POST", "/healthz", "Content-Length: 1000000000"), 405, b""),
         (request("GET", "/static/../moscow_clock/config.py"), 404, b""),

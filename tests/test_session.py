@@ -1,15 +1,20 @@
-"""One client's session, with an in-memory websocket."""
+"""One client's session, over an in-memory ASGI websocket."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+import pytest
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import Message
+
 from moscow_clock.clock import make_tick
-from moscow_clock.session import run_session
+from moscow_clock.session import Session, text_frame, tick_message
+from moscow_clock.stats import Stats
 from moscow_clock.ticker import Ticker
 
-from .fakes import FakeWebsocket
+from .fakes import FakeASGI
 
 NOW = 1795722005250.0
 
@@ -19,76 +24,103 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def start(ticker: Ticker) -> tuple[FakeWebsocket, asyncio.Task[None]]:
-    websocket = FakeWebsocket()
-    task = asyncio.create_task(run_session(websocket, ticker, lambda: NOW))
+async def start(
+    ticker: Ticker, rate: float = 10.0
+) -> tuple[FakeASGI, Session, asyncio.Task[object]]:
+    fake = FakeASGI()
+    session = Session(fake.send, lambda: NOW, rate, Stats())
+
+    async def run() -> object:
+        with ticker.subscription(session):
+            return await session.serve(fake.receive)
+
+    task = asyncio.create_task(run())
     await settle()
-    return websocket, task
+    return fake, session, task
 
 
 async def test_sync_is_answered_without_waiting_for_a_tick() -> None:
-    websocket, task = await start(Ticker())
-    websocket.incoming.put_nowait('{"type":"sync","t0":42.5}')
+    fake, _, task = await start(Ticker())
+    fake.client_sends('{"type":"sync","t0":42.5}')
     await settle()
-    assert [json.loads(m) for m in websocket.sent] == [
-        {"type": "sync", "t0": 42.5, "server_ms": NOW}
-    ]
+    assert [json.loads(m) for m in fake.sent] == [{"type": "sync", "t0": 42.5, "server_ms": NOW}]
     task.cancel()
 
 
-async def test_ticks_are_forwarded_in_order() -> None:
+async def test_ticks_are_sent_in_order_without_a_task_per_tick() -> None:
     ticker = Ticker()
-    websocket, task = await start(ticker)
+    fake, _, task = await start(ticker)
     for second in (1000, 2000):
-        ticker.publish(make_tick(second))
-        await settle()
-    assert [json.loads(m)["epoch_ms"] for m in websocket.sent] == [1000, 2000]
+        await ticker.publish(make_tick(second))
+        # Sent before publish() returned: the write finished in the offer.
+        assert json.loads(fake.sent[-1])["epoch_ms"] == second
     task.cancel()
 
 
 async def test_a_bad_message_closes_only_that_session() -> None:
     ticker = Ticker()
-    bad, bad_task = await start(ticker)
-    good, good_task = await start(ticker)
-    bad.incoming.put_nowait(b"\x00")
-    await asyncio.wait_for(bad_task, 1)
+    bad, _, bad_task = await start(ticker)
+    good, _, good_task = await start(ticker)
+    bad.client_sends(b"\x00")
+    assert await asyncio.wait_for(bad_task, 1) is not None
     assert bad.closed == (1003, "binary messages are not supported")
     assert ticker.clients == 1
-    ticker.publish(make_tick(1000))
-    await settle()
+    await ticker.publish(make_tick(1000))
     assert len(good.sent) == 1
     good_task.cancel()
 
 
+async def test_a_flood_is_closed_with_1008() -> None:
+    fake, _, task = await start(Ticker(), rate=1.0)  # bursts of 30
+    for n in range(40):
+        fake.client_sends(json.dumps({"type": "sync", "t0": n}))
+    await asyncio.wait_for(task, 1)
+    assert len(fake.sent) == 30
+    assert fake.closed == (1008, "too many messages")
+
+
+async def test_the_client_leaving_ends_the_session() -> None:
+    fake, _, task = await start(Ticker())
+    fake.client_leaves()
+    assert await asyncio.wait_for(task, 1) is None  # the client left first
+    assert fake.closed is None
+
+
 async def test_drain_closes_with_going_away() -> None:
     ticker = Ticker()
-    websocket, task = await start(ticker)
+    fake, _, task = await start(ticker)
     assert await ticker.drain(timeout=1)
     await asyncio.wait_for(task, 1)
-    assert websocket.closed == (1001, "server shutting down")
-
-
-async def test_a_session_opened_during_drain_is_told_to_go_away() -> None:
-    ticker = Ticker()
-    ticker.close()
-    websocket, task = await start(ticker)
-    await asyncio.wait_for(task, 1)
-    assert websocket.closed == (1001, "server shutting down")
+    assert fake.closed == (1001, "server shutting down")
 
 
 async def test_a_stalled_client_delays_no_one_and_skips_stale_ticks() -> None:
     ticker = Ticker()
-    stalled, stalled_task = await start(ticker)
+    stalled, _, stalled_task = await start(ticker)
     stalled.unblocked.clear()
-    prompt, prompt_task = await start(ticker)
+    prompt, _, prompt_task = await start(ticker)
     for second in (1000, 2000, 3000):
-        ticker.publish(make_tick(second))
-        await settle()
+        await ticker.publish(make_tick(second))
         assert json.loads(prompt.sent[-1])["epoch_ms"] == second
     assert stalled.sent == []
     stalled.unblocked.set()
     await settle()
-    # It finishes the send it was stuck in, then jumps to the newest tick.
-    assert [json.loads(m)["epoch_ms"] for m in stalled.sent] == [1000, 3000]
+    await ticker.publish(make_tick(4000))
+    # It finishes the write it was stuck in, skips 2000 and 3000, then goes on.
+    assert [json.loads(m)["epoch_ms"] for m in stalled.sent] == [1000, 4000]
+    assert ticker.skipped == 2
     stalled_task.cancel()
     prompt_task.cancel()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536])
+def test_frames_match_what_wsproto_would_send(size: int) -> None:
+    text = "x" * size
+    expected = Connection(ConnectionType.SERVER).send(Message(data=text))
+    assert text_frame(text) == expected
+
+
+def test_the_tick_message_is_built_once() -> None:
+    tick = make_tick(1000)
+    assert tick_message(tick) is tick_message(tick)
+    assert tick_message(tick)["moscow.frame"] == text_frame(tick.text)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from moscow_clock.clock import Tick, make_tick
-from moscow_clock.ticker import Ticker, TickerClosed
+from moscow_clock.ticker import FANOUT_CHUNK, Ticker, TickerClosed
 
 from .fakes import FakeTime
 
@@ -17,9 +18,9 @@ async def run_until(ticker: Ticker, fake: FakeTime, count: int) -> list[tuple[in
     published: list[tuple[int, float]] = []
     publish = ticker.publish
 
-    def record(tick: Tick) -> None:
+    async def record(tick: Tick) -> None:
         published.append((tick.epoch_ms, fake.now_ms))
-        publish(tick)
+        await publish(tick)
         if len(published) == count:
             ticker.close()
 
@@ -55,49 +56,97 @@ async def test_after_a_stall_it_skips_to_the_current_second() -> None:
     assert [epoch for epoch, _ in published] == [7000, 8000]
 
 
-async def test_a_slow_reader_gets_the_newest_tick_not_a_backlog() -> None:
-    ticker = Ticker()
-    ticker.publish(make_tick(1000))
-    with ticker.subscription() as cursor:
-        for second in (2000, 3000, 4000):
-            ticker.publish(make_tick(second))
-        cursor, tick = await ticker.next_tick(cursor)
-        assert tick.epoch_ms == 4000
+class Recorder:
+    """A subscriber that takes every offer, or refuses while `busy`."""
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+        self.busy = False
+        self.told_to_go = False
+
+    def offer(self, tick: Tick) -> bool:
+        if self.busy:
+            return False
+        self.got.append(tick.epoch_ms)
+        return True
+
+    def go_away(self) -> None:
+        self.told_to_go = True
 
 
-async def test_a_new_subscriber_waits_for_the_next_tick() -> None:
+async def test_every_subscriber_is_offered_each_tick_once() -> None:
     ticker = Ticker()
-    ticker.publish(make_tick(5000))
-    with ticker.subscription() as cursor:
-        assert ticker.clients == 1
-        waiter = asyncio.create_task(ticker.next_tick(cursor))
-        await asyncio.sleep(0)
-        assert not waiter.done()  # the tick for 5000 is already old
-        ticker.publish(make_tick(6000))
-        _, tick = await asyncio.wait_for(waiter, 1)
-        assert tick.epoch_ms == 6000
+    a, b = Recorder(), Recorder()
+    with ticker.subscription(a), ticker.subscription(b):
+        assert ticker.clients == 2
+        for second in (1000, 2000):
+            await ticker.publish(make_tick(second))
+    assert a.got == b.got == [1000, 2000]
     assert ticker.clients == 0
+
+
+async def test_a_busy_subscriber_skips_ticks_instead_of_queueing_them() -> None:
+    ticker = Ticker()
+    slow, prompt = Recorder(), Recorder()
+    with ticker.subscription(slow), ticker.subscription(prompt):
+        await ticker.publish(make_tick(1000))
+        slow.busy = True
+        await ticker.publish(make_tick(2000))
+        await ticker.publish(make_tick(3000))
+        slow.busy = False
+        await ticker.publish(make_tick(4000))
+    assert prompt.got == [1000, 2000, 3000, 4000]
+    assert slow.got == [1000, 4000]  # no backlog: the newest tick when it is free
+    assert (ticker.delivered, ticker.skipped) == (6, 2)
+    assert len(ticker.fanout_s) == 4
+
+
+async def test_a_newcomer_starts_with_the_next_tick() -> None:
+    ticker = Ticker()
+    await ticker.publish(make_tick(5000))
+    late = Recorder()
+    with ticker.subscription(late):
+        await ticker.publish(make_tick(6000))
+    assert late.got == [6000]
 
 
 async def test_ticks_keep_flowing_when_the_wall_clock_steps_back() -> None:
     ticker = Ticker()
-    with ticker.subscription() as cursor:
-        received = []
+    client = Recorder()
+    with ticker.subscription(client):
         for second in (9000, 4000, 5000):  # an NTP step of -5 s between the first two
-            ticker.publish(make_tick(second))
-            cursor, tick = await asyncio.wait_for(ticker.next_tick(cursor), 1)
-            received.append(tick.epoch_ms)
-    assert received == [9000, 4000, 5000]
+            await ticker.publish(make_tick(second))
+    assert client.got == [9000, 4000, 5000]
 
 
-async def test_close_wakes_waiters_and_refuses_newcomers() -> None:
+async def test_a_long_fanout_lets_other_work_run() -> None:
     ticker = Ticker()
-    waiter = asyncio.create_task(ticker.next_tick(0))
-    await asyncio.sleep(0)
-    ticker.close()
-    with pytest.raises(TickerClosed):
-        await asyncio.wait_for(waiter, 1)
-    with pytest.raises(TickerClosed), ticker.subscription():
+    clients = [Recorder() for _ in range(FANOUT_CHUNK * 4)]
+    ran_during_fanout = []
+
+    async def other_work() -> None:
+        while True:
+            ran_during_fanout.append(sum(len(c.got) for c in clients))
+            await asyncio.sleep(0)
+
+    with contextlib.ExitStack() as stack:
+        for client in clients:
+            stack.enter_context(ticker.subscription(client))
+        worker = asyncio.create_task(other_work())
+        await asyncio.sleep(0)
+        await ticker.publish(make_tick(1000))
+        worker.cancel()
+    # Something else ran between chunks, not only before and after the fan-out.
+    assert any(0 < count < len(clients) for count in ran_during_fanout)
+
+
+async def test_close_tells_subscribers_to_go_and_refuses_newcomers() -> None:
+    ticker = Ticker()
+    client = Recorder()
+    with ticker.subscription(client):
+        ticker.close()
+        assert client.told_to_go
+    with pytest.raises(TickerClosed), ticker.subscription(Recorder()):
         pass
 
 
@@ -105,9 +154,7 @@ async def test_drain_waits_for_every_client_to_leave() -> None:
     ticker = Ticker()
 
     async def client(linger: float) -> None:
-        with ticker.subscription() as cursor:
-            with pytest.raises(TickerClosed):
-                await ticker.next_tick(cursor)
+        with ticker.subscription(Recorder()):
             await asyncio.sleep(linger)  # closing its websocket
 
     clients = [asyncio.create_task(client(0.01)), asyncio.create_task(client(0.02))]
@@ -120,5 +167,5 @@ async def test_drain_waits_for_every_client_to_leave() -> None:
 
 async def test_drain_gives_up_after_its_timeout() -> None:
     ticker = Ticker()
-    with ticker.subscription():
+    with ticker.subscription(Recorder()):
         assert await ticker.drain(timeout=0.01) is False

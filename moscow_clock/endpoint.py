@@ -1,0 +1,83 @@
+"""The `/ws` endpoint as a thin ASGI layer in front of Quart.
+
+Websocket handshakes for `/ws` are admitted (origin, capacity), accepted and
+handed to a `Session`; everything else goes to the Quart app untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .session import SHUTTING_DOWN, Receive, Send, Session
+from .ticker import TickerClosed
+
+log = logging.getLogger("moscow_clock.websocket")
+
+type ASGIApp = Any
+WS_PATH = "/ws"
+
+
+class WebsocketEndpoint:
+    def __init__(self, app: ASGIApp, runtime: Any) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == WS_PATH:
+            await self.websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def websocket(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        # The handshake is decided from the scope; the "websocket.connect"
+        # event that follows is skipped by the session.
+        headers = {name: value for name, value in scope["headers"] if name in (b"origin", b"host")}
+        refusal = runtime.gate.refusal(_text(headers.get(b"origin")), _text(headers.get(b"host")))
+        if refusal is not None:
+            runtime.stats.refused[refusal.reason] += 1
+            await _reject(send, refusal.status, refusal.message, refusal.headers)
+            return
+        with runtime.gate.hold():
+            await send({"type": "websocket.accept"})
+            opened = time.monotonic()
+            session = Session(send, runtime.clock, runtime.message_rate, runtime.stats)
+            try:
+                with runtime.ticker.subscription(session):
+                    closed = await session.serve(receive)
+            except TickerClosed:  # arrived while the server drains
+                await session.close(SHUTTING_DOWN)
+                closed = await session.serve(receive)
+            code = "peer" if closed is None else str(closed.code)
+            runtime.stats.closed[code] += 1
+            client = scope.get("client") or ("-", 0)
+            log.info(
+                "websocket closed",
+                extra={
+                    "remote": client[0],
+                    "duration_s": round(time.monotonic() - opened, 3),
+                    "close_code": code,
+                },
+            )
+
+
+async def _reject(send: Send, status: int, message: str, headers: dict[str, str]) -> None:
+    """An HTTP response instead of the handshake (ASGI websocket.http.response)."""
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"cache-control", b"no-store"),
+                *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": message.encode()})
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")

@@ -1,0 +1,108 @@
+"""`GET /metrics` in the Prometheus text format.
+
+The request path only bumps plain counters (`Ticker`, `Stats`, `Gate`); once
+a second, and on every scrape, `Metrics.update` moves their growth into
+prometheus-client metrics.
+
+With WORKERS > 1 each worker process is a separate server, and a scrape
+reaches just one of them. So the supervisor gives every worker a shared
+directory (`PROMETHEUS_MULTIPROC_DIR`, prometheus-client's multi-process
+mode) and any worker answers for all: counters and histograms are summed,
+the client gauge is summed over live workers. Per-process metrics (CPU, RSS)
+are only exported by a single-process server; prometheus-client cannot
+aggregate them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+from .admission import Gate
+from .stats import Stats
+from .ticker import Ticker
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+FANOUT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry(auto_describe=True)
+        if not self.multiprocess:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        r = self.registry
+        self.clients = Gauge(
+            "moscow_clock_websocket_clients",
+            "Websocket clients connected now",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.ticks_sent = Counter(
+            "moscow_clock_ticks_sent", "Ticks handed to websocket clients", registry=r
+        )
+        self.ticks_dropped = Counter(
+            "moscow_clock_ticks_dropped",
+            "Ticks a busy client skipped (it got the newer one instead)",
+            registry=r,
+        )
+        self.syncs = Counter("moscow_clock_sync_requests", "Sync requests answered", registry=r)
+        self.refused = Counter(
+            "moscow_clock_websocket_refused",
+            "Websocket handshakes refused",
+            ["reason"],
+            registry=r,
+        )
+        self.closed = Counter(
+            "moscow_clock_websocket_closed",
+            "Websocket sessions ended, by close code (peer: the client left first)",
+            ["code"],
+            registry=r,
+        )
+        self.fanout = Histogram(
+            "moscow_clock_tick_fanout_seconds",
+            "From publishing a tick to handing it to the last waiting client",
+            buckets=FANOUT_BUCKETS,
+            registry=r,
+        )
+        self._seen: dict[str, float] = {}
+
+    def update(self, ticker: Ticker, stats: Stats, gate: Gate) -> None:
+        self.clients.set(gate.open)
+        self._add(self.ticks_sent, "sent", ticker.delivered)
+        self._add(self.ticks_dropped, "dropped", ticker.skipped)
+        self._add(self.syncs, "syncs", stats.syncs)
+        for reason, count in stats.refused.items():
+            self._add(self.refused.labels(reason), f"refused:{reason}", count)
+        for code, count in stats.closed.items():
+            self._add(self.closed.labels(code), f"closed:{code}", count)
+        fanouts, ticker.fanout_s = ticker.fanout_s, []
+        for seconds in fanouts:
+            self.fanout.observe(seconds)
+
+    def render(self) -> bytes:
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
+
+    def _add(self, counter: Counter, key: str, total: float) -> None:
+        growth = total - self._seen.get(key, 0)
+        if growth > 0:
+            counter.inc(growth)
+            self._seen[key] = total

@@ -1,0 +1,15 @@
+"""Plain per-process counters the request path bumps; `metrics.py` turns them
+into Prometheus metrics once a second, so the hot path pays an add, not a
+metrics-library call."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Stats:
+    syncs: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # by reason
+    closed: Counter[str] = field(default_factory=Counter)  # by close code, or "peer"

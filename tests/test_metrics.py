@@ -1,0 +1,106 @@
+"""/metrics and the structured logs, against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+import websockets
+from quart import Quart
+from websockets.exceptions import InvalidStatus
+
+from .support.server import ServerProcess
+from .test_server import next_tick
+
+Start = Callable[..., ServerProcess]
+
+
+def scrape(server: ServerProcess) -> dict[str, float]:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+async def test_metrics_page_in_the_app(app: Quart) -> None:
+    async with app.test_app():
+        response = await app.test_client().get("/metrics")
+        text = await response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "# TYPE moscow_clock_websocket_clients gauge" in text
+    assert "# TYPE moscow_clock_tick_fanout_seconds histogram" in text
+    assert "process_resident_memory_bytes" in text
+
+
+@pytest.mark.server
+async def test_metrics_count_clients_ticks_syncs_and_closes(start_server: Start) -> None:
+    server = start_server(ALLOWED_ORIGINS="https://ok.example")
+    async with (
+        websockets.connect(server.ws_url) as a,
+        websockets.connect(server.ws_url) as b,
+    ):
+        for ws in (a, b):
+            await next_tick(ws)
+            await next_tick(ws)
+        await a.send(json.dumps({"type": "sync", "t0": 1}))
+        await a.send(json.dumps({"type": "sync", "t0": 2}))
+        await asyncio.sleep(0.2)
+        live = await asyncio.to_thread(scrape, server)
+        with pytest.raises(InvalidStatus):
+            await websockets.connect(server.ws_url, origin="https://evil.example")  # type: ignore[arg-type]
+        await b.send(b"binary")  # closed with 1003
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)
+    after = await asyncio.to_thread(scrape, server)
+    assert live["moscow_clock_websocket_clients"] == 2
+    assert live["moscow_clock_ticks_sent_total"] >= 4
+    assert live["moscow_clock_sync_requests_total"] == 2
+    assert live["moscow_clock_tick_fanout_seconds_count"] >= 1
+    assert after["moscow_clock_websocket_clients"] == 0
+    assert after['moscow_clock_websocket_refused_total{reason="origin"}'] == 1
+    assert after['moscow_clock_websocket_closed_total{code="1003"}'] == 1
+    assert after["process_resident_memory_bytes"] > 0
+
+
+@pytest.mark.server
+async def test_metrics_add_up_over_workers(start_server: Start) -> None:
+    server = start_server(WORKERS="2")
+    clients = [await websockets.connect(server.ws_url) for _ in range(12)]
+    for ws in clients:
+        await next_tick(ws)
+    await asyncio.sleep(1.2)  # every worker has published its counters once more
+    seen = [await asyncio.to_thread(scrape, server) for _ in range(6)]
+    for ws in clients:
+        await ws.close()
+    # Whichever worker answers, it reports all twelve clients.
+    assert {sample["moscow_clock_websocket_clients"] for sample in seen} == {12}
+    assert all(sample["moscow_clock_ticks_sent_total"] >= 12 for sample in seen)
+
+
+@pytest.mark.server
+async def test_json_logs_one_line_per_connection(start_server: Start) -> None:
+    server = start_server(LOG_JSON="true")
+    async with websockets.connect(server.ws_url) as ws:
+        await next_tick(ws)
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(scrape, server)
+    server.stop()
+    entries = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    closes = [e for e in entries if e["msg"] == "websocket closed"]
+    assert len(closes) == 1
+    assert closes[0]["close_code"] == "peer"
+    assert closes[0]["duration_s"] > 0
+    assert re.fullmatch(r"127\.0\.0\.1", closes[0]["remote"])
+    access = [e for e in entries if e["logger"] == "hypercorn.access"]
+    assert {"method", "path", "status", "duration_ms", "remote"} <= access[-1].keys()
+    assert any(e["path"] == "/metrics" and e["status"] == 200 for e in access)
+    assert {e["level"] for e in entries} <= {"info", "warning"}
