@@ -12,8 +12,8 @@ Robustness:
    vanished mid-write) would pin its buffers and its session forever. Here a
    drain that has not finished after `send_timeout` seconds resets the
    connection. The buffers in front of it are bounded too: asyncio's write
-   buffer pushes back at 16 KB (not 64 KB) and the kernel's send buffer is
-   fixed at 32 KB (not autotuned up to 4 MB).
+   buffer pushes back as soon as anything waits in it (not at 64 KB) and the
+   kernel's send buffer is fixed at 32 KB (not autotuned up to 4 MB).
 2. **Closing a connection has a deadline.** Hypercorn closes a socket and
    then waits, unbounded, for its unsent bytes to drain; after `send_timeout`
    the socket is reset instead.
@@ -63,7 +63,10 @@ from wsproto.extensions import PerMessageDeflate
 
 from .session import FRAME_KEY
 
-WRITE_BUFFER_HIGH = 16 * 1024
+# No bytes wait in user space: a write the kernel cannot take at once waits
+# (at most `send_timeout`) for room, so a client that stopped reading is found
+# as soon as its kernel buffer is full, not after a further 16-64 KB backlog.
+WRITE_BUFFER_HIGH = 0
 KERNEL_SEND_BUFFER = 32 * 1024
 # Websockets pinged between two yields to the event loop.
 PING_CHUNK = 512

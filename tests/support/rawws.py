@@ -7,6 +7,7 @@ test tells them and nothing else (never read, never pong, flood).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -88,3 +89,34 @@ def is_closed_by_peer(sock: socket.socket, timeout: float) -> bool:
     except TimeoutError:
         return False
     return False
+
+
+def flood_then_read_close(port: int, burst: bytes) -> tuple[int, bytes]:
+    """Send `burst` in one go, then read until the server's close frame;
+    its code and reason (blocking: run it in a thread)."""
+    sock = open_raw(port)
+    with contextlib.suppress(ConnectionError):
+        sock.sendall(burst)
+    data = b""
+    sock.settimeout(10)
+    try:
+        while True:
+            offset = 0
+            while offset + 2 <= len(data):
+                opcode, length = data[offset] & 0x0F, data[offset + 1] & 0x7F
+                header = 2 + (2 if length == 126 else 8 if length == 127 else 0)
+                if length >= 126:
+                    size = 2 if length == 126 else 8
+                    length = int.from_bytes(data[offset + 2 : offset + 2 + size], "big")
+                if offset + header + length > len(data):
+                    break
+                payload = data[offset + header : offset + header + length]
+                if opcode == 0x8:
+                    return int.from_bytes(payload[:2], "big"), payload[2:]
+                offset += header + length
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed without a close frame")
+            data += chunk
+    finally:
+        sock.close()
