@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import resource
+import threading
+import time
 
 import pytest
 
@@ -100,3 +102,20 @@ def test_connection_cap_fits_the_open_files_limit(monkeypatch: pytest.MonkeyPatc
     fitted = server.fit_to_fd_limit(Settings(max_connections=10_000))
     assert fitted.max_connections == 1024 - server.FD_RESERVE
     assert server.fit_to_fd_limit(Settings(max_connections=100)).max_connections == 100
+
+
+def test_the_last_resort_exits_even_when_the_loop_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Armed at the stop signal: a thread, so a wedged event loop cannot hold it."""
+    exits: list[int] = []
+    exited = threading.Event()
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        exited.set()
+
+    monkeypatch.setattr(server.os, "_exit", fake_exit)
+    monkeypatch.setattr(server.logging, "shutdown", lambda: None)
+    server._arm_last_resort(0.05)
+    time.sleep(0.5)  # the "event loop" of this test is stuck: the thread still fires
+    assert exited.wait(2)
+    assert exits == [1]
