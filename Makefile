@@ -26,6 +26,7 @@ test: $(TEST_VENV)/.installed ## lint and run the whole test suite (browser and 
 	$(TEST_VENV)/bin/ruff check --no-cache .
 	$(TEST_VENV)/bin/ruff format --no-cache --check .
 	scripts/ensure-browser $(TEST_VENV)
+	scripts/ensure-containers
 	$(WITH_CONTAINERS) PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 image: ## build the slim image as moscow-clock:slim (Docker, or podman with the local stand-ins)

@@ -24,6 +24,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from tests.support.rawws import CLOSE, PING, PONG, TEXT, client_frame, server_frames, text_frame
+
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 TIMESPEC = struct.Struct("@ll")
@@ -43,41 +45,7 @@ class Client:
 
 
 def sync_frame(t0: float) -> bytes:
-    """A masked client text frame carrying a sync request."""
-    payload = json.dumps({"type": "sync", "t0": t0}).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked
-
-
-def frames(buffer: bytearray) -> list[tuple[int, bytes]]:
-    """Complete server frames (opcode, payload) taken off the front of `buffer`."""
-    out = []
-    while len(buffer) >= 2:
-        opcode = buffer[0] & 0x0F
-        length = buffer[1] & 0x7F
-        offset = 2
-        if length == 126:
-            if len(buffer) < 4:
-                break
-            (length,) = struct.unpack_from("!H", buffer, 2)
-            offset = 4
-        elif length == 127:
-            if len(buffer) < 10:
-                break
-            (length,) = struct.unpack_from("!Q", buffer, 2)
-            offset = 10
-        if len(buffer) < offset + length:
-            break
-        out.append((opcode, bytes(buffer[offset : offset + length])))
-        del buffer[: offset + length]
-    return out
-
-
-def pong_frame(payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x8A, 0x80 | len(payload)) + mask + masked
+    return text_frame(json.dumps({"type": "sync", "t0": t0}))
 
 
 def kernel_time_ms(ancdata: list[tuple[int, int, bytes]]) -> float | None:
@@ -193,13 +161,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 client.state = OPEN
                 client.inbox = bytearray(rest)
             measuring = measure_from <= time.monotonic() < measure_until
-            for opcode, payload in frames(client.inbox):
-                if opcode == 0x9:
-                    client.sock.send(pong_frame(payload))
-                elif opcode == 0x8:
+            for opcode, payload in server_frames(client.inbox):
+                if opcode == PING:
+                    client.sock.send(client_frame(PONG, payload))
+                elif opcode == CLOSE:
                     close(client, lost=True)
                     break
-                elif opcode == 0x1:
+                elif opcode == TEXT:
                     if payload.startswith(b'{"type":"tick"'):
                         if measuring:
                             client.ticks += 1

@@ -14,7 +14,6 @@ import asyncio
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
 from typing import Any
 
 from .clock import Clock, Tick
@@ -28,7 +27,6 @@ type Receive = Callable[[], Awaitable[Message]]
 
 SHUTTING_DOWN = Close(GOING_AWAY, "server shutting down")
 FLOODING = Close(POLICY_VIOLATION, "too many messages")
-DEFAULT_MESSAGE_RATE = 10.0
 
 
 # ASGI extension key: the whole websocket frame for a "websocket.send",
@@ -49,10 +47,22 @@ def text_frame(text: str) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, length) + payload
 
 
-@lru_cache(maxsize=2)
+class _LastTick:
+    tick: Tick | None = None
+    message: Message = {}  # noqa: RUF012 - replaced whole, never mutated
+
+
 def tick_message(tick: Tick) -> Message:
-    """The ASGI message for a tick, built once and shared by every session."""
-    return {"type": "websocket.send", "text": tick.text, FRAME_KEY: text_frame(tick.text)}
+    """The ASGI message for a tick, built once and shared by every session
+    (on the per-client path: an identity check, not a hash)."""
+    if _LastTick.tick is not tick:
+        _LastTick.message = {
+            "type": "websocket.send",
+            "text": tick.text,
+            FRAME_KEY: text_frame(tick.text),
+        }
+        _LastTick.tick = tick
+    return _LastTick.message
 
 
 class Session:
@@ -60,16 +70,18 @@ class Session:
         self,
         send: Send,
         clock: Clock,
-        message_rate: float = DEFAULT_MESSAGE_RATE,
-        stats: Stats | None = None,
+        message_rate: float,
+        stats: Stats,
     ) -> None:
         self._send = send
         self._loop = asyncio.get_running_loop()
         self._clock = clock
         self._limit = TokenBucket.for_rate(message_rate, time.monotonic())
-        self._stats = stats or Stats()
+        self._stats = stats
         self._busy = False  # a tick is still being written
-        self._pending: asyncio.Task[None] | None = None
+        # Strong references to writes still waiting for the socket.
+        self._writing: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self.closed_with: Close | None = None
 
     def offer(self, tick: Tick) -> bool:
@@ -84,7 +96,7 @@ class Session:
         # (Python 3.13.0 needs the loop passed when eager_start is set.)
         task = asyncio.Task(self._write_tick(tick_message(tick)), loop=self._loop, eager_start=True)
         if not task.done():
-            self._pending = task
+            self._writing = task
         return True
 
     async def _write_tick(self, message: Message) -> None:
@@ -92,12 +104,12 @@ class Session:
             await self._send(message)
         finally:
             self._busy = False
-            self._pending = None
+            self._writing = None
 
     def go_away(self) -> None:
         """The server is shutting down: close with 1001 without waiting."""
         if self.closed_with is None:
-            self._pending = asyncio.Task(
+            self._closing = asyncio.Task(
                 self.close(SHUTTING_DOWN), loop=self._loop, eager_start=True
             )
 

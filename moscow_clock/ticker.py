@@ -50,7 +50,6 @@ class Ticker:
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self.latest: Tick | None = None
         # Plain counters, read by metrics.py once a second.
         self.delivered = 0  # ticks handed to clients
         self.skipped = 0  # ticks a busy client never got (it gets the next one)
@@ -76,7 +75,6 @@ class Ticker:
 
     async def publish(self, tick: Tick) -> None:
         started = time.monotonic()
-        self.latest = tick
         # A snapshot: clients may come and go while the fan-out yields.
         for done, subscriber in enumerate(list(self._subscribers), start=1):
             if subscriber.offer(tick):

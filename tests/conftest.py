@@ -13,6 +13,7 @@ from quart import Quart
 from moscow_clock import create_app
 
 from .support.browser import CHROMIUM_ARGS, browser_required, system_chromium
+from .support.containers import images_required
 from .support.server import ServerProcess
 
 # No example database in the work tree, and no per-example deadline: these
@@ -69,7 +70,7 @@ async def browser() -> AsyncIterator[Browser]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
     """In CI nothing may skip: a skipped test is a test that did not run."""
     report: pytest.TestReport = yield
-    if report.skipped and browser_required():
+    if report.skipped and (browser_required() or images_required()):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which counts as a failure: {report.longrepr}"
     return report

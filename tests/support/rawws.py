@@ -21,19 +21,43 @@ HANDSHAKE = (
 )
 
 
-def text_frame(text: str) -> bytes:
-    """One masked (client-to-server) text frame."""
-    payload = text.encode()
+TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked, unfragmented client-to-server frame (RFC 6455 5.2)."""
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     length = len(payload)
     if length < 126:
-        header = struct.pack("!BB", 0x81, 0x80 | length)
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
     elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
     else:
-        header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
     return header + mask + masked
+
+
+def text_frame(text: str) -> bytes:
+    return client_frame(TEXT, text.encode())
+
+
+def server_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """The complete (unmasked) server frames at the front of `buffer`, as
+    (opcode, payload), taken off it; a partial frame stays for the next read."""
+    out = []
+    while len(buffer) >= 2:
+        opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            if len(buffer) < 2 + size:
+                break
+            length, offset = int.from_bytes(buffer[2 : 2 + size], "big"), 2 + size
+        if len(buffer) < offset + length:
+            break
+        out.append((opcode, bytes(buffer[offset : offset + length])))
+        del buffer[: offset + length]
+    return out
 
 
 SYNC = text_frame(json.dumps({"type": "sync", "t0": 1.5}))
@@ -97,26 +121,16 @@ def flood_then_read_close(port: int, burst: bytes) -> tuple[int, bytes]:
     sock = open_raw(port)
     with contextlib.suppress(ConnectionError):
         sock.sendall(burst)
-    data = b""
     sock.settimeout(10)
+    inbox = bytearray()
     try:
         while True:
-            offset = 0
-            while offset + 2 <= len(data):
-                opcode, length = data[offset] & 0x0F, data[offset + 1] & 0x7F
-                header = 2 + (2 if length == 126 else 8 if length == 127 else 0)
-                if length >= 126:
-                    size = 2 if length == 126 else 8
-                    length = int.from_bytes(data[offset + 2 : offset + 2 + size], "big")
-                if offset + header + length > len(data):
-                    break
-                payload = data[offset + header : offset + header + length]
-                if opcode == 0x8:
+            for opcode, payload in server_frames(inbox):
+                if opcode == CLOSE:
                     return int.from_bytes(payload[:2], "big"), payload[2:]
-                offset += header + length
             chunk = sock.recv(65536)
             if not chunk:
                 raise ConnectionError("closed without a close frame")
-            data += chunk
+            inbox += chunk
     finally:
         sock.close()
