@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -45,7 +46,9 @@ def images(engine: Engine) -> dict[str, str]:
     """Build both images once per test run, exactly as `make image` does."""
     built = {}
     for variant in VARIANTS:
-        tag = f"moscow-clock-test:{variant}"
+        # One repository per checkout: two work trees testing at once never
+        # run each other's images.
+        tag = f"moscow-clock-test-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}:{variant}"
         engine.build(variant, tag)
         built[variant] = tag
     return built
