@@ -14,7 +14,7 @@ WITH_CONTAINERS := if [ -f $(CONTAINERS_ENV) ]; then . $(CONTAINERS_ENV); fi;
 PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: help run test image image-distroless screenshot bench bench-accuracy bench-soak audit lock clean
+.PHONY: help run check lint test image image-distroless screenshot bench bench-accuracy bench-soak audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,9 +22,19 @@ help: ## list the targets
 run: $(RUN_VENV)/.installed ## serve the clock on http://127.0.0.1:8000 (HOST, PORT, ... override)
 	$(RUN_VENV)/bin/python -m moscow_clock
 
-test: $(TEST_VENV)/.installed ## lint and run the whole test suite (browser and server tests included)
+# The fast tier, for the edit loop: lint, types, and the tests that start no
+# server, browser or container (unit, app and property tests).
+FAST_TESTS := -m "not server and not browser and not image"
+
+lint: $(TEST_VENV)/.installed ## ruff (lint and format) and mypy --strict
 	$(TEST_VENV)/bin/ruff check --no-cache .
 	$(TEST_VENV)/bin/ruff format --no-cache --check .
+	$(TEST_VENV)/bin/mypy --no-incremental --cache-dir=/dev/null
+
+check: lint ## the fast tier: lint, types, unit and property tests (seconds, not minutes)
+	PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(FAST_TESTS) $(PYTEST_ARGS)
+
+test: lint ## everything: lint, types and the whole test suite (servers, Chromium, images)
 	scripts/ensure-browser $(TEST_VENV)
 	scripts/ensure-containers
 	$(WITH_CONTAINERS) PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)

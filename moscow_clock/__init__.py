@@ -1,5 +1,5 @@
 """moscow_clock: the exact time in Moscow, live in the browser."""
 
-from .app import create_app
+from .web.app import create_app
 
 __all__ = ["create_app"]

@@ -1,11 +1,23 @@
-"""`python -m moscow_clock`: serve the clock with settings from the environment."""
+"""`python -m moscow_clock`: serve the clock with settings from the environment.
+
+The composition root: the one place that knows both the app and the server,
+so that the server layer never imports the app.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from .config import ConfigError, Settings
-from .server import run
+from .core.config import ConfigError, Settings
+from .server.serve import Service, run
+
+
+def build(settings: Settings) -> Service:
+    from .web.app import create_app  # not needed by a WORKERS>1 supervisor
+    from .web.runtime import runtime_of
+
+    app = create_app(settings=settings)
+    return Service(app, runtime_of(app).ticker.drain)
 
 
 def main() -> int:
@@ -14,7 +26,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"moscow_clock: {error}", file=sys.stderr)
         return 2
-    return run(settings)
+    return run(build, settings)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import json
 import sys
 import urllib.request
 
-from .config import ConfigError, Settings
+from .core.config import ConfigError, Settings
 
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 

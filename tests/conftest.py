@@ -66,6 +66,18 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+# A test that uses one of these fixtures is in the slow tier whatever its module says,
+# so `make check` (-m "not server and not browser and not image") stays fast.
+SLOW_FIXTURES = {"start_server": "server", "server": "server", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in SLOW_FIXTURES:
+                item.add_marker(SLOW_FIXTURES[fixture])
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
     """In CI nothing may skip: a skipped test is a test that did not run."""

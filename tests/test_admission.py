@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from moscow_clock.admission import FOREIGN_ORIGIN, FULL, Gate
-from moscow_clock.config import ConfigError, Settings
-from moscow_clock.origin import normalize_origin, origin_allowed
-from moscow_clock.ratelimit import TokenBucket
+from moscow_clock.core.config import ConfigError, Settings
+from moscow_clock.core.origin import normalize_origin, origin_allowed
+from moscow_clock.core.ratelimit import TokenBucket
+from moscow_clock.live.admission import FOREIGN_ORIGIN, FULL, Admitted, Gate
 
 
 @pytest.mark.parametrize(
@@ -66,14 +66,21 @@ def test_allowed_origins_setting_is_normalized_and_checked() -> None:
 
 def test_gate_counts_connections_and_refuses_past_the_cap() -> None:
     gate = Gate(max_connections=2, allowed_origins=frozenset())
-    with gate.hold():
-        assert gate.refusal(None, "h") is None
-        with gate.hold():
+    first = gate.admit(None, "h")
+    assert isinstance(first, Admitted)
+    with first:
+        second = gate.admit(None, "h")  # checked and held in one call
+        assert isinstance(second, Admitted)
+        with second:
             assert gate.open == 2
-            assert gate.refusal(None, "h") is FULL
-        assert gate.refusal(None, "h") is None
+            assert gate.admit(None, "h") is FULL
+            assert gate.open == 2  # a refusal holds nothing
+        assert gate.open == 1
+        second.__exit__(None, None, None)  # released once, however often asked
+        assert gate.open == 1
     assert gate.open == 0
-    assert gate.refusal("https://evil.example", "h") is FOREIGN_ORIGIN
+    assert gate.admit("https://evil.example", "h") is FOREIGN_ORIGIN
+    assert gate.open == 0
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:

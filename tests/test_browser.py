@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
-from moscow_clock.clock import moscow_time
+from moscow_clock.core.clock import moscow_time
 
 from .support.delay_proxy import DelayProxy
 from .support.page import RECORD_FLIPS, Flip, median_error_ms, recorded_flips, wait_until_synced

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from moscow_clock.clock import (
+from moscow_clock.core.clock import (
     _pinned_zone,
     make_tick,
     moscow_time,

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from moscow_clock import server
-from moscow_clock.config import ConfigError, Settings
-from moscow_clock.server import hypercorn_config
+from moscow_clock.core.config import ConfigError, Settings
+from moscow_clock.server import serve as server
+from moscow_clock.server.serve import hypercorn_config
 
 
 def test_defaults_serve_loopback_port_8000() -> None:

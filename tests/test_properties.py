@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from moscow_clock.config import ConfigError, Settings
-from moscow_clock.origin import normalize_origin, origin_allowed
-from moscow_clock.protocol import Close, Reply, answer
-from moscow_clock.ratelimit import TokenBucket
+from moscow_clock.core.config import ConfigError, Settings
+from moscow_clock.core.origin import normalize_origin, origin_allowed
+from moscow_clock.core.protocol import Close, Reply, answer
+from moscow_clock.core.ratelimit import TokenBucket
 
 NOW = 1795722005250.5
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from moscow_clock.protocol import POLICY_VIOLATION, UNSUPPORTED_DATA, Close, Reply, answer
+from moscow_clock.core.protocol import POLICY_VIOLATION, UNSUPPORTED_DATA, Close, Reply, answer
 
 NOW = 1795722005250.5
 

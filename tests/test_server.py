@@ -17,7 +17,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from moscow_clock.clock import moscow_time
+from moscow_clock.core.clock import moscow_time
 
 from .support.server import ROOT, ServerProcess
 

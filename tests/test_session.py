@@ -9,10 +9,11 @@ import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Message
 
-from moscow_clock.clock import make_tick
-from moscow_clock.session import Session, text_frame, tick_message
-from moscow_clock.stats import Stats
-from moscow_clock.ticker import Ticker
+from moscow_clock.core.clock import make_tick
+from moscow_clock.core.wire import FRAME, text_frame
+from moscow_clock.live.session import Session
+from moscow_clock.live.stats import Stats
+from moscow_clock.live.ticker import Broadcast, Ticker
 
 from .fakes import FakeASGI
 from .support.rawws import server_frames
@@ -125,7 +126,21 @@ def test_frames_match_what_wsproto_would_send(size: int) -> None:
     assert buffer == expected[:-1]
 
 
-def test_the_tick_message_is_built_once() -> None:
-    tick = make_tick(1000)
-    assert tick_message(tick) is tick_message(tick)
-    assert tick_message(tick)["moscow.frame"] == text_frame(tick.text)
+def test_a_broadcast_carries_the_frame_only_in_its_framed_message() -> None:
+    broadcast = Broadcast.of(make_tick(1000))
+    assert broadcast.framed[FRAME] == text_frame(broadcast.tick.text)
+    assert FRAME not in broadcast.plain
+    assert broadcast.plain["text"] == broadcast.framed["text"] == broadcast.tick.text
+
+
+async def test_a_session_attaches_the_frame_only_when_the_server_advertises_it() -> None:
+    broadcast = Broadcast.of(make_tick(1000))
+    for preframed in (False, True):
+        sent: list[object] = []
+
+        async def send(message: object, sent: list[object] = sent) -> None:
+            sent.append(message)
+
+        session = Session(send, lambda: NOW, 10.0, Stats(), preframed=preframed)
+        assert session.offer(broadcast)
+        assert sent == [broadcast.framed if preframed else broadcast.plain]

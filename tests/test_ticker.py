@@ -7,8 +7,8 @@ import contextlib
 
 import pytest
 
-from moscow_clock.clock import Tick, make_tick
-from moscow_clock.ticker import FANOUT_CHUNK, Ticker, TickerClosed
+from moscow_clock.core.clock import Tick, make_tick
+from moscow_clock.live.ticker import FANOUT_CHUNK, Broadcast, Ticker, TickerClosed
 
 from .fakes import FakeTime
 
@@ -64,10 +64,10 @@ class Recorder:
         self.busy = False
         self.told_to_go = False
 
-    def offer(self, tick: Tick) -> bool:
+    def offer(self, broadcast: Broadcast) -> bool:
         if self.busy:
             return False
-        self.got.append(tick.epoch_ms)
+        self.got.append(broadcast.epoch_ms)
         return True
 
     def go_away(self) -> None:
@@ -98,7 +98,8 @@ async def test_a_busy_subscriber_skips_ticks_instead_of_queueing_them() -> None:
     assert prompt.got == [1000, 2000, 3000, 4000]
     assert slow.got == [1000, 4000]  # no backlog: the newest tick when it is free
     assert (ticker.delivered, ticker.skipped) == (6, 2)
-    assert len(ticker.fanout_s) == 4
+    assert len(ticker.take_fanout_samples()) == 4
+    assert ticker.take_fanout_samples() == []  # taken once
 
 
 async def test_a_newcomer_starts_with_the_next_tick() -> None:

@@ -8,42 +8,50 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
-from .session import SHUTTING_DOWN, Receive, Send, Session
-from .ticker import TickerClosed
+from ..core.asgi import ASGIApp, Receive, Scope, Send
+from ..core.wire import PREFRAMED
+from ..live.admission import Refusal
+from ..live.session import SHUTTING_DOWN, Session
+from ..live.ticker import TickerClosed
+from .runtime import Runtime
 
 log = logging.getLogger("moscow_clock.websocket")
 
-type ASGIApp = Any
 WS_PATH = "/ws"
 
 
 class WebsocketEndpoint:
-    def __init__(self, app: ASGIApp, runtime: Any) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == WS_PATH:
             await self.websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
-    async def websocket(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
         # The handshake is decided from the scope; the "websocket.connect"
         # event that follows is skipped by the session.
         headers = {name: value for name, value in scope["headers"] if name in (b"origin", b"host")}
-        refusal = runtime.gate.refusal(_text(headers.get(b"origin")), _text(headers.get(b"host")))
-        if refusal is not None:
-            runtime.stats.refused[refusal.reason] += 1
-            await _reject(send, refusal.status, refusal.message, refusal.headers)
+        admission = runtime.gate.admit(_text(headers.get(b"origin")), _text(headers.get(b"host")))
+        if isinstance(admission, Refusal):
+            runtime.stats.refused[admission.reason] += 1
+            await _reject(send, admission.status, admission.message, admission.headers)
             return
-        with runtime.gate.hold():
+        with admission:
             await send({"type": "websocket.accept"})
             opened = time.monotonic()
-            session = Session(send, runtime.clock, runtime.message_rate, runtime.stats)
+            session = Session(
+                send,
+                runtime.clock,
+                runtime.settings.ws_message_rate,
+                runtime.stats,
+                preframed=PREFRAMED in (scope.get("extensions") or {}),
+            )
             try:
                 with runtime.ticker.subscription(session):
                     closed = await session.serve(receive)

@@ -6,21 +6,22 @@ from dataclasses import dataclass
 
 from quart import Quart, current_app
 
-from .admission import Gate
-from .clock import Clock
-from .metrics import Metrics
-from .stats import Stats
-from .ticker import Ticker
+from ..core.clock import Clock
+from ..core.config import Settings
+from ..live.admission import Gate
+from ..live.metrics import Metrics
+from ..live.stats import Stats
+from ..live.ticker import Ticker
 
 _EXTENSION = "moscow_clock"
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    settings: Settings
     clock: Clock
     ticker: Ticker
     gate: Gate
-    message_rate: float
     stats: Stats
     metrics: Metrics
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, render_template
 
-from .clock import moscow_time, time_snapshot
-from .metrics import CONTENT_TYPE
+from ..core.clock import moscow_time, time_snapshot
+from ..live.metrics import CONTENT_TYPE
 from .runtime import current_runtime
 
 blueprint = Blueprint("clock", __name__)

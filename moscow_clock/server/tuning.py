@@ -28,13 +28,13 @@ Robustness:
 
 Cost per client (one tick per client per second is the whole load):
 
-5. **One pinger per process.** Hypercorn runs a ping task per connection
-   (a task and a timer each, and it held shutdown open for an interval). Here
-   one task pings every open websocket each interval; a peer that answers
-   nothing for three intervals is closed by Hypercorn's read timeout.
+5. **One pinger per process** (`pinger.py`). Hypercorn runs a ping task per
+   connection (a task and a timer each, and it held shutdown open for an
+   interval); here accepted websockets are handed to the process's pinger.
 6. **Ticks are framed once.** A `websocket.send` that carries the finished
-   frame (`session.FRAME_KEY`) is written as is, instead of wsproto framing
-   the same text again for every client; and writes skip Hypercorn's
+   frame (`core.wire`: advertised as the `PREFRAMED` ASGI extension) is
+   written as is, instead of wsproto framing the same text again for every
+   client; and writes skip Hypercorn's
    per-connection lock (a single `transport.write` is already atomic and
    ordered).
 7. **No permessage-deflate.** Hypercorn always offers it and every browser
@@ -47,11 +47,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any
 
 from hypercorn.asyncio.task_group import TaskGroup as HypercornTaskGroup
 from hypercorn.asyncio.tcp_server import TCPServer
@@ -61,21 +60,19 @@ from hypercorn.protocol.events import Data, StreamClosed
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto.extensions import PerMessageDeflate
 
-from .session import FRAME_KEY
+from ..core.wire import FRAME, PREFRAMED
+from . import pinger
 
 # No bytes wait in user space: a write the kernel cannot take at once waits
 # (at most `send_timeout`) for room, so a client that stopped reading is found
 # as soon as its kernel buffer is full, not after a further 16-64 KB backlog.
 WRITE_BUFFER_HIGH = 0
 KERNEL_SEND_BUFFER = 32 * 1024
-# Websockets pinged between two yields to the event loop.
-PING_CHUNK = 512
 
 
 class _State:
     installed = False
     send_timeout = 5.0
-    open_streams: ClassVar[weakref.WeakSet[WSStream]] = weakref.WeakSet()
 
 
 def apply(send_timeout: float) -> None:
@@ -84,32 +81,13 @@ def apply(send_timeout: float) -> None:
     if _State.installed:
         return
     _State.installed = True
-    TCPServer.run = _bounded_buffers(TCPServer.run)  # type: ignore[method-assign]
-    TCPServer._close = _close_by_deadline(TCPServer._close)  # type: ignore[method-assign]
-    TCPServer.protocol_send = _bounded_protocol_send(TCPServer.protocol_send)  # type: ignore[method-assign]
-    WSStream.handle = _cancel_timers_on_close(WSStream.handle)  # type: ignore[method-assign]
-    WSStream.app_send = _app_send(WSStream.app_send)  # type: ignore[method-assign]
-    HypercornTaskGroup.spawn_app = _queue_ends_with_app(HypercornTaskGroup.spawn_app)  # type: ignore[method-assign]
-    ws_stream.PerMessageDeflate = _NoCompression  # type: ignore[attr-defined,misc]
-
-
-async def ping_forever(interval: float) -> None:
-    """Change 5: ping every open websocket once per `interval`."""
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(interval)
-        for done, stream in enumerate(list(_State.open_streams), start=1):
-            if stream.closed:
-                continue
-            # Eager: a ping the kernel takes at once costs no task switch.
-            asyncio.Task(_ping(stream), loop=loop, eager_start=True)
-            if done % PING_CHUNK == 0:
-                await asyncio.sleep(0)
-
-
-async def _ping(stream: WSStream) -> None:
-    with suppress(Exception):  # a stream closing under us: nothing to ping
-        await stream._send_wsproto_event(ws_stream.Ping())
+    TCPServer.run = _bounded_buffers(TCPServer.run)  # type: ignore[method-assign,assignment]
+    TCPServer._close = _close_by_deadline(TCPServer._close)  # type: ignore[method-assign,assignment]
+    TCPServer.protocol_send = _bounded_protocol_send(TCPServer.protocol_send)  # type: ignore[method-assign,assignment]
+    WSStream.handle = _cancel_timers_on_close(WSStream.handle)  # type: ignore[method-assign,assignment,arg-type]
+    WSStream.app_send = _app_send(WSStream.app_send)  # type: ignore[method-assign,assignment]
+    HypercornTaskGroup.spawn_app = _queue_ends_with_app(HypercornTaskGroup.spawn_app)  # type: ignore[method-assign,assignment]
+    ws_stream.PerMessageDeflate = _NoCompression  # type: ignore[attr-defined]
 
 
 def _bounded_buffers(
@@ -188,7 +166,7 @@ def _app_send(
         if message is not None:
             kind = message["type"]
             if kind == "websocket.send":
-                frame = message.get(FRAME_KEY)
+                frame = message.get(FRAME)
                 if (
                     frame is not None
                     and not self.closed
@@ -196,7 +174,7 @@ def _app_send(
                 ):
                     return self.send(Data(stream_id=self.stream_id, data=frame))
             elif kind == "websocket.accept":
-                _State.open_streams.add(self)
+                pinger.watch(self)
             elif kind == "websocket.close" and self.state == ASGIWebsocketState.CONNECTED:
                 return _close_then_wait(self, original, message)
         return original(self, message)
@@ -316,6 +294,8 @@ def _queue_ends_with_app(
         send: Callable[[Any], Awaitable[None]],
     ) -> _Put:
         inbox = AppInbox(config.max_app_queue_size)
+        if scope["type"] == "websocket":
+            scope["extensions"][PREFRAMED] = {}  # change 6: app_send writes its frames as is
 
         async def end(message: None) -> None:
             try:

@@ -16,9 +16,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
-from .clock import Clock, Tick, make_tick, next_second_ms, second_start_ms, wall_clock_ms
+from ..core.asgi import Message
+from ..core.clock import Clock, Tick, make_tick, next_second_ms, second_start_ms, wall_clock_ms
+from ..core.wire import FRAME, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,27 @@ type Sleep = Callable[[float], Awaitable[object]]
 FANOUT_CHUNK = 256
 
 
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """One tick as every subscriber sends it: the ASGI messages are built once
+    per tick, here, by the tick's owner (on the per-client path: no allocation)."""
+
+    tick: Tick
+    plain: Message  # for any ASGI server
+    framed: Message  # with the finished frame, for a server that advertises it
+
+    @classmethod
+    def of(cls, tick: Tick) -> Broadcast:
+        plain = {"type": "websocket.send", "text": tick.text}
+        return cls(tick, plain, {**plain, FRAME: text_frame(tick.text)})
+
+    @property
+    def epoch_ms(self) -> int:
+        return self.tick.epoch_ms
+
+
 class Subscriber(Protocol):
-    def offer(self, tick: Tick) -> bool:
+    def offer(self, broadcast: Broadcast) -> bool:
         """Start sending `tick` unless still busy; never waits. Sent or not."""
         ...
 
@@ -53,7 +75,7 @@ class Ticker:
         # Plain counters, read by metrics.py once a second.
         self.delivered = 0  # ticks handed to clients
         self.skipped = 0  # ticks a busy client never got (it gets the next one)
-        self.fanout_s: list[float] = []  # how long each fan-out took
+        self._fanout_s: list[float] = []  # how long each fan-out took, until taken
 
     @property
     def clients(self) -> int:
@@ -73,18 +95,24 @@ class Ticker:
             # second instead of replaying the missed ones.
             await self.publish(upcoming if due == target else make_tick(due))
 
+    def take_fanout_samples(self) -> list[float]:
+        """The fan-out durations since the last call (for the metrics)."""
+        samples, self._fanout_s = self._fanout_s, []
+        return samples
+
     async def publish(self, tick: Tick) -> None:
         started = time.monotonic()
+        broadcast = Broadcast.of(tick)
         # A snapshot: clients may come and go while the fan-out yields.
         for done, subscriber in enumerate(list(self._subscribers), start=1):
-            if subscriber.offer(tick):
+            if subscriber.offer(broadcast):
                 self.delivered += 1
             else:
                 self.skipped += 1
             if done % FANOUT_CHUNK == 0:
                 await asyncio.sleep(0)
         if self._subscribers:
-            self.fanout_s.append(time.monotonic() - started)
+            self._fanout_s.append(time.monotonic() - started)
 
     @contextmanager
     def subscription(self, subscriber: Subscriber) -> Iterator[None]:
@@ -103,6 +131,7 @@ class Ticker:
 
     async def drain(self, timeout: float) -> bool:
         """Tell every client to go away and wait until they have; True if all left."""
+        log.info("shutting down: closing %d websockets with 1001", self.clients)
         self.close()
         try:
             async with asyncio.timeout(timeout):

@@ -38,8 +38,9 @@ class Settings:
     # Origins (scheme://host[:port]) besides the page's own that may open
     # /ws from a browser; "*" allows any. Guards against cross-site hijacking.
     allowed_origins: frozenset[str] = frozenset()
-    # Hypercorn pings every websocket this often; a peer silent (no pong, no
-    # message) for three intervals is closed, so vanished clients are reaped.
+    # Every websocket is pinged this often (server/tuning.py, one pinger per
+    # process); a peer silent (no pong, no message) for three intervals is
+    # closed, so vanished clients are reaped.
     ws_ping_interval: float = 20.0
     # A client whose socket takes no bytes for this long (it never reads, or
     # vanished mid-write), or that leaves our close frame unanswered this

@@ -15,27 +15,35 @@ import dataclasses
 import logging
 import os
 import resource
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from typing import NamedTuple
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
-from quart import Quart
 
-from . import hypercorn_tuning
-from .config import Settings
+from ..core.asgi import ASGIApp
+from ..core.config import Settings
+from . import pinger
+from . import tuning as hypercorn_tuning
 from .logs import AccessLogger
 from .logs import configure as configure_logging
-from .runtime import runtime_of
+from .supervisor import STOP_SIGNALS, supervise
+
+
+class Service(NamedTuple):
+    """What the server runs: an ASGI app, and how to drain it on a stop signal
+    (given the seconds it may take). The server knows nothing else of it."""
+
+    app: ASGIApp
+    drain: Callable[[float], Awaitable[object]]
+
+
+type Build = Callable[[Settings], Service]
 
 log = logging.getLogger("moscow_clock.server")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Descriptors kept for everything but websockets: listener, HTTP, logs, imports.
 FD_RESERVE = 64
 # Beyond GRACEFUL_TIMEOUT (+1 s for the hard deadline): the process exits even
@@ -55,13 +63,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.logger_class = AccessLogger
     config.graceful_timeout = settings.graceful_timeout
     config.websocket_max_message_size = settings.ws_max_message_bytes
-    # One pinger per process (hypercorn_tuning.ping_forever) makes every live
-    # client answer now and then; a connection that reads nothing at all for
-    # three intervals (no pong, no message) is closed, so clients that
-    # vanished without a FIN are reaped. Hypercorn's own ping task per
-    # connection is off.
-    config.websocket_ping_interval = None
-    config.read_timeout = 3 * settings.ws_ping_interval  # type: ignore[assignment]
+    pinger.configure(config, settings.ws_ping_interval)  # reaping vanished peers
     config.include_server_header = False  # no version banner
     # Room in the accept queue for a reconnect wave (the kernel caps it at
     # net.core.somaxconn); Hypercorn's default of 100 drops SYNs past that.
@@ -69,21 +71,19 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
-async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
+async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set, then drain websockets and stop Hypercorn."""
-    ticker = runtime_of(app).ticker
 
     async def drained() -> None:
         await stop.wait()
         _arm_last_resort(settings.graceful_timeout + LAST_RESORT_S)
-        log.info("shutting down: closing %d websockets with 1001", ticker.clients)
-        await ticker.drain(settings.graceful_timeout)
+        await service.drain(settings.graceful_timeout)
 
     server = asyncio.create_task(
-        hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=drained)
+        hypercorn_serve(service.app, hypercorn_config(settings), shutdown_trigger=drained)
     )
     stopping = asyncio.create_task(stop.wait())
-    pinger = asyncio.create_task(hypercorn_tuning.ping_forever(settings.ws_ping_interval))
+    pinging = asyncio.create_task(pinger.ping_forever(settings.ws_ping_interval))
     try:
         await asyncio.wait((server, stopping), return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
@@ -91,7 +91,7 @@ async def serve(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
         else:
             server.result()  # Hypercorn failed on its own (say, the port was taken)
     finally:
-        pinger.cancel()
+        pinging.cancel()
         stopping.cancel()
         server.cancel()
 
@@ -122,15 +122,13 @@ async def _finish_by(server: asyncio.Task[None], deadline_s: float) -> None:
         await server
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
-    from .app import create_app
-
+async def _serve_until_signalled(build: Build, settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     hypercorn_tuning.apply(settings.send_timeout)
-    await serve(create_app(settings=settings), settings, stop)
+    await serve(build(settings), settings, stop)
 
 
 def fit_to_fd_limit(settings: Settings) -> Settings:
@@ -156,74 +154,10 @@ def fit_to_fd_limit(settings: Settings) -> Settings:
     return dataclasses.replace(settings, max_connections=max(room, 1))
 
 
-def run(settings: Settings) -> int:
+def run(build: Build, settings: Settings) -> int:
     """Serve in this process, or supervise WORKERS processes; the exit code."""
     configure_logging(settings.log_level, settings.log_json)
     if settings.workers > 1 and settings.listen_fd is None:
-        return _supervise(settings)
-    asyncio.run(_serve_until_signalled(fit_to_fd_limit(settings)))
+        return supervise(settings, hypercorn_config(settings))
+    asyncio.run(_serve_until_signalled(build, fit_to_fd_limit(settings)))
     return 0
-
-
-def _supervise(settings: Settings) -> int:
-    """Bind once and share the socket with WORKERS copies of this server.
-
-    Each worker is a plain single-process server on the inherited socket
-    (`LISTEN_FD`), with its own ticker and its own graceful drain; the
-    supervisor forwards SIGTERM/SIGINT and exits 0 once they all have.
-    """
-    (sock,) = hypercorn_config(settings).create_sockets().insecure_sockets
-    metrics_dir = _shared_metrics_dir()
-    env = {**os.environ, "LISTEN_FD": str(sock.fileno()), "WORKERS": "1"}
-    if metrics_dir is not None:
-        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    workers: dict[int, subprocess.Popen[bytes]] = {}
-    stopping = False
-
-    def stop(_signum: int = signal.SIGTERM, _frame: object = None) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in workers.values():
-            with suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-
-    # Handlers first, so a signal during start-up is not lost; exec resets
-    # them to the default in the workers, which install their own.
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, stop)
-    for _ in range(settings.workers):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moscow_clock"], env=env, pass_fds=(sock.fileno(),)
-        )
-        workers[process.pid] = process
-        if stopping:
-            stop()
-    log.info("supervising %d workers on %s", len(workers), settings.bind)
-
-    exit_code = 0
-    while workers:
-        pid, status = os.waitpid(-1, 0)
-        if workers.pop(pid, None) is None:
-            continue
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0 and not stopping:
-            log.error("worker %d exited with %d; stopping the others", pid, code)
-            exit_code = 1
-            stop()
-    sock.close()
-    if metrics_dir is not None:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    return exit_code
-
-
-def _shared_metrics_dir() -> str | None:
-    """A fresh directory the workers share for /metrics: /dev/shm (a tmpfs in
-    containers, writable even with a read-only root) or the temp directory."""
-    # mkdtemp makes a private (0700) directory with an unpredictable name.
-    for parent in ("/dev/shm", None):  # noqa: S108
-        try:
-            return tempfile.mkdtemp(prefix="moscow-clock-metrics-", dir=parent)
-        except OSError:
-            continue
-    log.warning("no writable directory for shared metrics: /metrics shows one worker")
-    return None

@@ -6,11 +6,9 @@ response and nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .origin import origin_allowed
+from ..core.origin import origin_allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +24,24 @@ FOREIGN_ORIGIN = Refusal("origin", 403, "websocket origin not allowed\n", {})
 FULL = Refusal("full", 503, "too many connections, try again later\n", {"Retry-After": "5"})
 
 
+class Admitted:
+    """A place held in the gate until the `with` block that uses it ends."""
+
+    __slots__ = ("_gate", "_held")
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+        self._held = True
+
+    def __enter__(self) -> Admitted:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._held:
+            self._held = False
+            self._gate._open -= 1
+
+
 class Gate:
     def __init__(self, max_connections: int, allowed_origins: frozenset[str]) -> None:
         self.max_connections = max_connections
@@ -36,19 +52,12 @@ class Gate:
     def open(self) -> int:
         return self._open
 
-    def refusal(self, origin: str | None, host: str | None) -> Refusal | None:
-        """Why this handshake is refused, or None; call `hold()` right after,
-        with no await between, so the count cannot be overtaken."""
+    def admit(self, origin: str | None, host: str | None) -> Refusal | Admitted:
+        """Check and take a place in one call, so no other handshake can slip
+        in between (the caller releases it with `with`)."""
         if not origin_allowed(origin, host, self.allowed_origins):
             return FOREIGN_ORIGIN
         if self._open >= self.max_connections:
             return FULL
-        return None
-
-    @contextmanager
-    def hold(self) -> Iterator[None]:
         self._open += 1
-        try:
-            yield
-        finally:
-            self._open -= 1
+        return Admitted(self)

@@ -90,15 +90,14 @@ class Metrics:
             self._add(self.refused.labels(reason), f"refused:{reason}", count)
         for code, count in stats.closed.items():
             self._add(self.closed.labels(code), f"closed:{code}", count)
-        fanouts, ticker.fanout_s = ticker.fanout_s, []
-        for seconds in fanouts:
+        for seconds in ticker.take_fanout_samples():
             self.fanout.observe(seconds)
 
     def render(self) -> bytes:
         if not self.multiprocess:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
 
     def _add(self, counter: Counter, key: str, total: float) -> None:

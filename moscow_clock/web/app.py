@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import suppress
 from pathlib import Path
 
 from prometheus_client import multiprocess
 from quart import Quart, Response
 
-from .admission import Gate
-from .clock import Clock, wall_clock_ms
-from .config import Settings
+from ..core.clock import Clock, wall_clock_ms
+from ..core.config import Settings
+from ..live.admission import Gate
+from ..live.metrics import Metrics
+from ..live.stats import Stats
+from ..live.ticker import Ticker
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
-from .metrics import Metrics
-from .runtime import Runtime, current_runtime, runtime_of
-from .stats import Stats
-from .ticker import Ticker
+from .runtime import Runtime, current_runtime
 from .views import blueprint
 
 # templates/ and static/ sit beside the package, in the repo and in the images.
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -60,16 +60,19 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     # Requests are GETs; a body is never needed, so a big one is refused (413).
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
     gate = Gate(settings.max_connections, settings.allowed_origins)
-    Runtime(
+    runtime = Runtime(
+        settings=settings,
         clock=clock,
         ticker=Ticker(clock),
         gate=gate,
-        message_rate=settings.ws_message_rate,
         stats=Stats(),
         metrics=Metrics(),
-    ).attach(app)
-    # /ws is served below Quart, straight over ASGI (see session.py for why).
-    app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime_of(app))  # type: ignore[method-assign]
+    )
+    runtime.attach(app)
+    # /ws is served below Quart, straight over ASGI (see live/session.py for why).
+    # (Quart's documented middleware pattern; its precise ASGI TypedDicts are
+    # wider than the plain mappings the endpoint reads.)
+    app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
     app.while_serving(_run_ticker)
     app.while_serving(_publish_metrics)
@@ -78,7 +81,7 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     return app
 
 
-async def _run_ticker() -> AsyncIterator[None]:
+async def _run_ticker() -> AsyncGenerator[None]:
     ticker = current_runtime().ticker
     task = asyncio.create_task(ticker.run(), name="moscow-clock-ticker")
     yield
@@ -88,7 +91,7 @@ async def _run_ticker() -> AsyncIterator[None]:
         await task
 
 
-async def _publish_metrics() -> AsyncIterator[None]:
+async def _publish_metrics() -> AsyncGenerator[None]:
     """Move the plain counters into the metrics once a second, so that with
     several workers any one of them can answer a scrape for all."""
     runtime = current_runtime()
@@ -104,7 +107,7 @@ async def _publish_metrics() -> AsyncIterator[None]:
     with suppress(asyncio.CancelledError):
         await task
     if runtime.metrics.multiprocess:
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 async def _add_security_headers(response: Response) -> Response:

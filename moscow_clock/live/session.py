@@ -11,58 +11,17 @@ from the reading loop the moment a request arrives, never behind a tick.
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from .clock import Clock, Tick
-from .protocol import GOING_AWAY, POLICY_VIOLATION, Close, Reply, answer
-from .ratelimit import TokenBucket
+from ..core.asgi import Message, Receive, Send
+from ..core.clock import Clock
+from ..core.protocol import GOING_AWAY, POLICY_VIOLATION, Close, Reply, answer
+from ..core.ratelimit import TokenBucket
 from .stats import Stats
-
-type Message = dict[str, Any]
-type Send = Callable[[Message], Awaitable[None]]
-type Receive = Callable[[], Awaitable[Message]]
+from .ticker import Broadcast
 
 SHUTTING_DOWN = Close(GOING_AWAY, "server shutting down")
 FLOODING = Close(POLICY_VIOLATION, "too many messages")
-
-
-# ASGI extension key: the whole websocket frame for a "websocket.send",
-# encoded once per tick; hypercorn_tuning writes it as is instead of having
-# wsproto frame the same text again for every client. Servers that do not
-# know it send "text" as usual.
-FRAME_KEY = "moscow.frame"
-
-
-def text_frame(text: str) -> bytes:
-    """An unmasked, unfragmented server-to-client text frame (RFC 6455 5.2)."""
-    payload = text.encode()
-    length = len(payload)
-    if length < 126:
-        return struct.pack("!BB", 0x81, length) + payload
-    if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, length) + payload
-    return struct.pack("!BBQ", 0x81, 127, length) + payload
-
-
-class _LastTick:
-    tick: Tick | None = None
-    message: Message = {}  # noqa: RUF012 - replaced whole, never mutated
-
-
-def tick_message(tick: Tick) -> Message:
-    """The ASGI message for a tick, built once and shared by every session
-    (on the per-client path: an identity check, not a hash)."""
-    if _LastTick.tick is not tick:
-        _LastTick.message = {
-            "type": "websocket.send",
-            "text": tick.text,
-            FRAME_KEY: text_frame(tick.text),
-        }
-        _LastTick.tick = tick
-    return _LastTick.message
 
 
 class Session:
@@ -72,20 +31,24 @@ class Session:
         clock: Clock,
         message_rate: float,
         stats: Stats,
+        *,
+        preframed: bool = False,
     ) -> None:
         self._send = send
         self._loop = asyncio.get_running_loop()
         self._clock = clock
         self._limit = TokenBucket.for_rate(message_rate, time.monotonic())
         self._stats = stats
+        # The server writes a finished frame as is (core.wire.PREFRAMED).
+        self._preframed = preframed
         self._busy = False  # a tick is still being written
         # Strong references to writes still waiting for the socket.
         self._writing: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self.closed_with: Close | None = None
 
-    def offer(self, tick: Tick) -> bool:
-        """Start writing `tick`; False if the last one is still being written.
+    def offer(self, broadcast: Broadcast) -> bool:
+        """Start writing the tick; False if the last one is still being written.
 
         An eager task runs the write at once: when the kernel takes the bytes
         (nearly always) it is finished before this returns, with no task
@@ -93,8 +56,9 @@ class Session:
         if self._busy or self.closed_with is not None:
             return False
         self._busy = True
+        message = broadcast.framed if self._preframed else broadcast.plain
         # (Python 3.13.0 needs the loop passed when eager_start is set.)
-        task = asyncio.Task(self._write_tick(tick_message(tick)), loop=self._loop, eager_start=True)
+        task = asyncio.Task(self._write_tick(message), loop=self._loop, eager_start=True)
         if not task.done():
             self._writing = task
         return True

@@ -1,0 +1,1 @@
+"""Per-process state: the ticker, websocket sessions, admission, counters and metrics."""

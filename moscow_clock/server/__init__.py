@@ -1,0 +1,1 @@
+"""The server: Hypercorn, guarded and tuned, and the process supervisor. Imports no app code."""
