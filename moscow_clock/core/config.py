@@ -54,19 +54,46 @@ class Settings:
     # A listening socket inherited from a supervisor (WORKERS > 1) or a
     # socket-activating service manager; overrides HOST and PORT.
     listen_fd: int | None = None
+    # The public origins (scheme://host[:port]) this service is reached at.
+    # Unset: any Host is served. Set: a request whose Host is none of them
+    # gets 421 (DNS rebinding: a foreign name pointed at this address), and
+    # these origins may open /ws like ALLOWED_ORIGINS. /healthz is exempt.
+    public_origins: frozenset[str] = frozenset()
+    # Serve /metrics only on this port (on METRICS_HOST, default HOST), and
+    # 404 it on the public one; unset, /metrics is on the public port.
+    metrics_host: str | None = None
+    metrics_port: int | None = None
+    # The metrics listener inherited from a supervisor (WORKERS > 1).
+    metrics_fd: int | None = None
+    # Read end of a pipe whose other end only the supervisor holds: when it
+    # reads end-of-file the supervisor is gone (even SIGKILLed) and this
+    # worker drains and exits. Set by the supervisor, not by operators.
+    supervisor_fd: int | None = None
 
     @property
     def bind(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def metrics_bind(self) -> str | None:
+        if self.metrics_port is None:
+            return None
+        raw = self.host if self.metrics_host is None else self.metrics_host
+        host = f"[{raw}]" if ":" in raw else raw
+        return f"{host}:{self.metrics_port}"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
+        port = _number(env, "PORT", defaults.port, low=0, high=65535)
+        metrics_port = _optional_number(env, "METRICS_PORT", low=1, high=65535)
+        if metrics_port is not None and metrics_port == port:
+            raise ConfigError(f"METRICS_PORT={metrics_port} must differ from PORT")
         return cls(
             host=env.get("HOST", defaults.host).strip() or defaults.host,
-            port=_number(env, "PORT", defaults.port, low=0, high=65535),
+            port=port,
             workers=_number(env, "WORKERS", defaults.workers, low=1, high=64),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
             access_log=_bool(env, "ACCESS_LOG", defaults.access_log),
@@ -88,9 +115,12 @@ class Settings:
                 env, "WS_MESSAGE_RATE", defaults.ws_message_rate, low=0.1, high=1e6
             ),
             log_json=_bool(env, "LOG_JSON", defaults.log_json),
-            listen_fd=None
-            if _raw(env, "LISTEN_FD") is None
-            else _number(env, "LISTEN_FD", 0, low=0, high=1 << 20),
+            listen_fd=_optional_number(env, "LISTEN_FD", low=0, high=1 << 20),
+            public_origins=_origins(env, "PUBLIC_ORIGINS", wildcard=False),
+            metrics_host=_raw(env, "METRICS_HOST"),
+            metrics_port=metrics_port,
+            metrics_fd=_optional_number(env, "METRICS_FD", low=0, high=1 << 20),
+            supervisor_fd=_optional_number(env, "SUPERVISOR_FD", low=0, high=1 << 20),
         )
 
 
@@ -116,6 +146,10 @@ def _number[N: (int, float)](
     return value
 
 
+def _optional_number(env: Mapping[str, str], name: str, *, low: int, high: int) -> int | None:
+    return None if _raw(env, name) is None else _number(env, name, 0, low=low, high=high)
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = _raw(env, name)
     if raw is None:
@@ -137,13 +171,13 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw.lower()
 
 
-def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
+def _origins(env: Mapping[str, str], name: str, *, wildcard: bool = True) -> frozenset[str]:
     raw = _raw(env, name)
     if raw is None:
         return frozenset()
     origins = set()
     for item in raw.replace(",", " ").split():
-        if item == "*":
+        if item == "*" and wildcard:
             origins.add(item)
             continue
         normalized = normalize_origin(item)

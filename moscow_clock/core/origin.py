@@ -59,3 +59,15 @@ def origin_allowed(origin: str | None, host_header: str | None, allowed: frozens
     if normalized in allowed:
         return True
     return host_header is not None and same_host(normalized, host_header)
+
+
+def host_allowed(host_header: str | None, public_origins: frozenset[str]) -> bool:
+    """Whether a request's Host names one of the service's public origins
+    (any Host when none are configured). Without this, same-origin means
+    only "Origin matches Host", which a DNS-rebinding page satisfies: its
+    own name, pointed at this address, is both."""
+    if not public_origins:
+        return True
+    return host_header is not None and any(
+        same_host(origin, host_header) for origin in public_origins
+    )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.origin import origin_allowed
+from ..core.headers import MAX_HEAD_BYTES
+from ..core.origin import host_allowed, origin_allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,20 @@ class Refusal:
 FOREIGN_ORIGIN = Refusal("origin", 403, "websocket origin not allowed\n", {})
 # Retry-After spreads a reconnect wave; the page backs off with jitter anyway.
 FULL = Refusal("full", 503, "too many connections, try again later\n", {"Retry-After": "5"})
+# A Host outside PUBLIC_ORIGINS (the DNS-rebinding shape): not ours to serve.
+FOREIGN_HOST = Refusal("host", 421, "unknown host\n", {})
+HEAD_TOO_LARGE = Refusal("headers", 431, "request headers too large\n", {})
+NOT_HERE = Refusal("listener", 404, "not found\n", {})
+
+
+def screen(host: str | None, head_bytes: int, public_origins: frozenset[str]) -> Refusal | None:
+    """What refuses a handshake before the gate is asked: an oversized head
+    or a Host that is not one of the public origins."""
+    if head_bytes > MAX_HEAD_BYTES:
+        return HEAD_TOO_LARGE
+    if not host_allowed(host, public_origins):
+        return FOREIGN_HOST
+    return None
 
 
 class Admitted:
@@ -43,9 +58,15 @@ class Admitted:
 
 
 class Gate:
-    def __init__(self, max_connections: int, allowed_origins: frozenset[str]) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        allowed_origins: frozenset[str],
+        public_origins: frozenset[str] = frozenset(),
+    ) -> None:
         self.max_connections = max_connections
-        self.allowed_origins = allowed_origins
+        # The service's own public origins may always open /ws.
+        self.allowed_origins = allowed_origins | public_origins
         self._open = 0
 
     @property

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import resource
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -25,11 +26,12 @@ from hypercorn.config import Config
 
 from ..core.asgi import ASGIApp
 from ..core.config import Settings
+from ..core.headers import MAX_HEAD_BYTES
 from . import pinger
 from . import tuning as hypercorn_tuning
 from .logs import AccessLogger
 from .logs import configure as configure_logging
-from .supervisor import STOP_SIGNALS, supervise
+from .supervisor import IGNORED_SIGNALS, STOP_SIGNALS, Lifeline, leave_metrics_dir, supervise
 
 
 class Service(NamedTuple):
@@ -56,6 +58,13 @@ def hypercorn_config(settings: Settings) -> Config:
     config.bind = [
         f"fd://{settings.listen_fd}" if settings.listen_fd is not None else settings.bind
     ]
+    if settings.metrics_bind is not None:  # /metrics on its own listener
+        fd = settings.metrics_fd
+        config.bind.append(f"fd://{fd}" if fd is not None else settings.metrics_bind)
+    # The documented 16 KB limit on a request head. h11 enforces it only
+    # while a head is incomplete; the app checks complete ones (core/headers.py).
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
+    config.h2_max_header_list_size = MAX_HEAD_BYTES
     config.loglevel = settings.log_level.upper()
     # Hypercorn logs through the same root handler (format, level) as the app.
     config.accesslog = logging.getLogger("hypercorn.access") if settings.access_log else None
@@ -122,13 +131,30 @@ async def _finish_by(server: asyncio.Task[None], deadline_s: float) -> None:
         await server
 
 
-async def _serve_until_signalled(build: Build, settings: Settings) -> None:
+async def _serve_until_signalled(
+    build: Build, settings: Settings, lifeline: Lifeline | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    for signum in IGNORED_SIGNALS:
+        loop.add_signal_handler(signum, _ignore, signum)
+    if lifeline is not None:
+
+        def supervisor_gone() -> None:  # on the lifeline's thread
+            # Armed here too, so a wedged loop cannot keep the port either.
+            _arm_last_resort(settings.graceful_timeout + 1.0 + LAST_RESORT_S)
+            with suppress(RuntimeError):  # the loop has already finished
+                loop.call_soon_threadsafe(stop.set)
+
+        lifeline.watch(supervisor_gone)
     hypercorn_tuning.apply(settings.send_timeout)
     await serve(build(settings), settings, stop)
+
+
+def _ignore(signum: int) -> None:
+    log.info("%s ignored (logs go to stdout: nothing to reopen)", signal.Signals(signum).name)
 
 
 def fit_to_fd_limit(settings: Settings) -> Settings:
@@ -159,5 +185,8 @@ def run(build: Build, settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_json)
     if settings.workers > 1 and settings.listen_fd is None:
         return supervise(settings, hypercorn_config(settings))
-    asyncio.run(_serve_until_signalled(build, fit_to_fd_limit(settings)))
+    lifeline = None if settings.supervisor_fd is None else Lifeline(settings.supervisor_fd)
+    asyncio.run(_serve_until_signalled(build, fit_to_fd_limit(settings), lifeline))
+    if lifeline is not None and lifeline.gone.is_set():
+        leave_metrics_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     return 0

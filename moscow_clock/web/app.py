@@ -9,42 +9,27 @@ from contextlib import suppress
 from pathlib import Path
 
 from prometheus_client import multiprocess
-from quart import Quart, Response
+from quart import Quart, request
+from werkzeug.exceptions import MisdirectedRequest, NotFound, RequestHeaderFieldsTooLarge
 
 from ..core.clock import Clock, wall_clock_ms
 from ..core.config import Settings
+from ..core.headers import MAX_HEAD_BYTES, head_size
+from ..core.origin import host_allowed
 from ..live.admission import Gate
 from ..live.metrics import Metrics
 from ..live.stats import Stats
 from ..live.ticker import Ticker
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
-from .runtime import Runtime, current_runtime
+from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
+from .runtime import Runtime, current_runtime, on_metrics_listener
 from .views import blueprint
+
+__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "create_app"]
 
 # templates/ and static/ sit beside the package, in the repo and in the images.
 ROOT = Path(__file__).resolve().parents[2]
-
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self'",
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-        "object-src 'none'",
-    )
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
 
 
 def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -> Quart:
@@ -59,7 +44,12 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
     # Requests are GETs; a body is never needed, so a big one is refused (413).
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024
-    gate = Gate(settings.max_connections, settings.allowed_origins)
+    # No redirects built from the request: werkzeug would merge `//` and add
+    # trailing slashes with a 308 to an absolute URL made from Host (an open
+    # redirect through a forged Host). Such paths are simply not found.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    gate = Gate(settings.max_connections, settings.allowed_origins, settings.public_origins)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -76,7 +66,7 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     app.register_blueprint(blueprint)
     app.while_serving(_run_ticker)
     app.while_serving(_publish_metrics)
-    app.after_request(_add_security_headers)
+    app.before_request(_screen_request)
     register_error_pages(app)
     return app
 
@@ -110,7 +100,25 @@ async def _publish_metrics() -> AsyncGenerator[None]:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-async def _add_security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+async def _screen_request() -> None:
+    """What is refused before any route runs (as the error pages, with the
+    security headers): an oversized head (431), a Host outside PUBLIC_ORIGINS
+    (421; /healthz exempt, for probes that address the pod), and a route on
+    the wrong listener when /metrics has its own (404)."""
+    settings = current_runtime().settings
+    scope = request.scope
+    size = head_size(
+        request.method, scope.get("raw_path") or b"", scope["query_string"], scope["headers"]
+    )
+    if size > MAX_HEAD_BYTES:
+        raise RequestHeaderFieldsTooLarge()
+    if on_metrics_listener(scope, settings):
+        if request.path != "/metrics":
+            raise NotFound()
+        return
+    if settings.metrics_port is not None and request.path == "/metrics":
+        raise NotFound()
+    if request.path != "/healthz" and not host_allowed(
+        request.headers.get("Host"), settings.public_origins
+    ):
+        raise MisdirectedRequest()

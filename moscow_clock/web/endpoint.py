@@ -10,11 +10,13 @@ import logging
 import time
 
 from ..core.asgi import ASGIApp, Receive, Scope, Send
+from ..core.headers import head_size
 from ..core.wire import PREFRAMED
-from ..live.admission import Refusal
+from ..live.admission import NOT_HERE, Refusal, screen
 from ..live.session import SHUTTING_DOWN, Session
 from ..live.ticker import TickerClosed
-from .runtime import Runtime
+from .headers import with_security_headers
+from .runtime import Runtime, on_metrics_listener
 
 log = logging.getLogger("moscow_clock.websocket")
 
@@ -27,7 +29,9 @@ class WebsocketEndpoint:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == WS_PATH:
+        if scope["type"] == "http":
+            await self.app(scope, receive, with_security_headers(send))
+        elif scope["type"] == "websocket" and scope["path"] == WS_PATH:
             await self.websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -37,7 +41,15 @@ class WebsocketEndpoint:
         # The handshake is decided from the scope; the "websocket.connect"
         # event that follows is skipped by the session.
         headers = {name: value for name, value in scope["headers"] if name in (b"origin", b"host")}
-        admission = runtime.gate.admit(_text(headers.get(b"origin")), _text(headers.get(b"host")))
+        host = _text(headers.get(b"host"))
+        size = head_size(
+            "GET", scope.get("raw_path") or b"", scope["query_string"], scope["headers"]
+        )
+        admission = (
+            (NOT_HERE if on_metrics_listener(scope, runtime.settings) else None)
+            or screen(host, size, runtime.settings.public_origins)
+            or runtime.gate.admit(_text(headers.get(b"origin")), host)
+        )
         if isinstance(admission, Refusal):
             runtime.stats.refused[admission.reason] += 1
             await _reject(send, admission.status, admission.message, admission.headers)

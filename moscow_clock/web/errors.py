@@ -58,4 +58,6 @@ def _describe(error: HTTPException) -> str:
         404: "There is nothing at this address.",
         405: "This address does not take that method.",
         413: "The request is too large.",
+        421: "This server does not serve that host name.",
+        431: "The request headers are too large.",
     }.get(error.code or 500, "The request could not be served.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from quart import Quart, current_app
 
@@ -36,6 +38,17 @@ def runtime_of(app: Quart) -> Runtime:
     found = app.extensions[_EXTENSION]
     assert isinstance(found, Runtime)
     return found
+
+
+def on_metrics_listener(scope: Mapping[str, Any], settings: Settings) -> bool:
+    """Whether a request came in on the METRICS_PORT listener (which serves
+    /metrics and nothing else)."""
+    server = scope.get("server")
+    return (
+        settings.metrics_port is not None
+        and server is not None
+        and (server[1] == settings.metrics_port)
+    )
 
 
 def current_runtime() -> Runtime:
