@@ -70,6 +70,31 @@ def test_deployment_drains_websockets_before_the_pod_goes() -> None:
     assert {"requests", "limits"} <= container["resources"].keys()
 
 
+def test_metrics_are_scraped_from_their_own_port_which_the_service_hides() -> None:
+    deployment = yaml.safe_load((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    annotations = template["metadata"]["annotations"]
+    assert int(env["METRICS_PORT"]) == ports["metrics"] != ports["http"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+    service = yaml.safe_load((ROOT / "deploy/kubernetes/service.yaml").read_text())
+    assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
+    assert env["PUBLIC_ORIGINS"].startswith("https://")
+
+
+def test_compose_keeps_metrics_off_the_public_port() -> None:
+    service = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())["services"]["clock"]
+    metrics_port = service["environment"]["METRICS_PORT"]
+    published = [str(port) for port in service["ports"]]
+    assert f"127.0.0.1:{metrics_port}:{metrics_port}" in published
+    assert not any(port.endswith(f":{metrics_port}") and port.count(":") < 2 for port in published)
+    assert service["environment"]["PUBLIC_ORIGINS"]
+
+
 def test_compose_file_hardens_the_container() -> None:
     service = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())["services"]["clock"]
     assert service["read_only"] is True
