@@ -14,12 +14,19 @@ WITH_CONTAINERS := if [ -f $(CONTAINERS_ENV) ]; then . $(CONTAINERS_ENV); fi;
 PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: help run check lint test image image-distroless screenshot bench bench-accuracy bench-soak audit lock clean
+# Translations: sources in moscow_clock/translations/<lang>/LC_MESSAGES/messages.po,
+# compiled .mo files are build output (not committed): `make run`, `make test`
+# and the image builds compile them.
+TRANSLATIONS := moscow_clock/translations
+COMPILE_TRANSLATIONS = $(1)/bin/pybabel -q compile --domain messages --directory $(TRANSLATIONS)
+
+.PHONY: help run check lint test translations image image-distroless screenshot bench bench-accuracy bench-soak audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 run: $(RUN_VENV)/.installed ## serve the clock on http://127.0.0.1:8000 (HOST, PORT, ... override)
+	$(call COMPILE_TRANSLATIONS,$(RUN_VENV))
 	$(RUN_VENV)/bin/python -m moscow_clock
 
 # The fast tier, for the edit loop: lint, types, and the tests that start no
@@ -32,12 +39,22 @@ lint: $(TEST_VENV)/.installed ## ruff (lint and format) and mypy --strict
 	$(TEST_VENV)/bin/mypy --no-incremental --cache-dir=/dev/null
 
 check: lint ## the fast tier: lint, types, unit and property tests (seconds, not minutes)
+	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(FAST_TESTS) $(PYTEST_ARGS)
 
 test: lint ## everything: lint, types and the whole test suite (servers, Chromium, images)
+	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	scripts/ensure-browser $(TEST_VENV)
 	scripts/ensure-containers
 	$(WITH_CONTAINERS) PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+translations: $(TEST_VENV)/.installed ## extract the page's strings, update every catalogue, compile them
+	$(TEST_VENV)/bin/pybabel -q extract --mapping-file babel.cfg --no-location --sort-output \
+		--project moscow_clock --msgid-bugs-address "" --copyright-holder "" \
+		--output-file $(TRANSLATIONS)/messages.pot .
+	$(TEST_VENV)/bin/pybabel -q update --domain messages --input-file $(TRANSLATIONS)/messages.pot \
+		--output-dir $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete
+	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 
 image: ## build the slim image as moscow-clock:slim (Docker, or podman with the local stand-ins)
 	$(WITH_CONTAINERS) scripts/build-image slim moscow-clock:slim
@@ -45,7 +62,8 @@ image: ## build the slim image as moscow-clock:slim (Docker, or podman with the 
 image-distroless: ## build the distroless image as moscow-clock:distroless
 	$(WITH_CONTAINERS) scripts/build-image distroless moscow-clock:distroless
 
-screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot.png
+screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot*.png
+	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	scripts/ensure-browser $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m tests.support.screenshot docs/screenshot.png
 

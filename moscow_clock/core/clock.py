@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date as _cldr_date
+from babel.dates import format_datetime as _cldr_datetime
+
 TZ_NAME = "Europe/Moscow"
 
 
@@ -47,8 +50,14 @@ class MoscowTime:
     epoch_ms: int
     iso: str
     hms: str
-    date: str
     utc_offset_s: int
+    wall: datetime  # the Moscow wall time, zone attached
+
+    def date_text(self, lang: str) -> str:
+        return date_text(self.wall, lang)
+
+    def clock_text(self, lang: str, hours: int = 24) -> str:
+        return clock_text(self.wall, lang, hours)
 
     @property
     def tz(self) -> str:
@@ -91,27 +100,35 @@ def moscow_time(now_ms: float) -> MoscowTime:
         epoch_ms=second,
         iso=local.isoformat(timespec="seconds"),
         hms=local.strftime("%H:%M:%S"),
-        # Built by hand: strftime's %A/%B follow the process locale.
-        date=f"{_WEEKDAYS[local.weekday()]}, {local.day} {_MONTHS[local.month - 1]} {local.year}",
         utc_offset_s=_utc_offset_s(local),
+        wall=local,
     )
 
 
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+# CLDR formats, the same ones the page asks of the browser's Intl.DateTimeFormat
+# (static/js/render.js): the full date, and hours:minutes[:seconds] in 24 h
+# ("HH", two digits) or 12 h ("h" with the day period).
+_CLOCK_PATTERNS = {24: "HH:mm:ss", 12: "h:mm:ss a"}
+_SHORT_PATTERNS = {24: "HH:mm", 12: "h:mm a"}
+# CLDR puts narrow/no-break spaces in some formats (before the Russian year
+# abbreviation, before "PM");
+# browsers differ on whether they keep them, so both sides use plain spaces.
+_SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
+
+
+def date_text(wall: datetime, lang: str) -> str:
+    """The full CLDR date: `Monday, November 30, 2026` in English."""
+    return _cldr_date(wall.date(), format="full", locale=lang).translate(_SPACES)
+
+
+def clock_text(wall: datetime, lang: str, hours: int = 24) -> str:
+    """`22:40:05`, or `10:40:05 PM` for 12 hours."""
+    return _cldr_datetime(wall, _CLOCK_PATTERNS[hours], locale=lang).translate(_SPACES)
+
+
+def short_time_text(wall: datetime, lang: str, hours: int = 24) -> str:
+    """`08:31` / `8:31 AM`: sunrise and sunset."""
+    return _cldr_datetime(wall, _SHORT_PATTERNS[hours], locale=lang).translate(_SPACES)
 
 
 @dataclass(frozen=True, slots=True)

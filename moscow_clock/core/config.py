@@ -7,6 +7,7 @@ an odd failure deep inside Hypercorn.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,6 +39,9 @@ class Settings:
     # Origins (scheme://host[:port]) besides the page's own that may open
     # /ws from a browser; "*" allows any. Guards against cross-site hijacking.
     allowed_origins: frozenset[str] = frozenset()
+    # Origins whose pages may show /embed in a frame (CSP frame-ancestors);
+    # "*" allows any. Every other page may never be framed.
+    embed_origins: tuple[str, ...] = ("*",)
     # Every websocket is pinged this often (server/tuning.py, one pinger per
     # process); a peer silent (no pong, no message) for three intervals is
     # closed, so vanished clients are reaped.
@@ -107,6 +111,7 @@ class Settings:
                 env, "MAX_CONNECTIONS", defaults.max_connections, low=1, high=1_000_000
             ),
             allowed_origins=_origins(env, "ALLOWED_ORIGINS"),
+            embed_origins=_embed_origins(env, "EMBED_ORIGINS") or defaults.embed_origins,
             ws_ping_interval=_number(
                 env, "WS_PING_INTERVAL", defaults.ws_ping_interval, low=0.5, high=3600.0
             ),
@@ -185,3 +190,18 @@ def _origins(env: Mapping[str, str], name: str, *, wildcard: bool = True) -> fro
             raise ConfigError(f"{name}: {item!r} is not an origin like https://clock.example")
         origins.add(normalized)
     return frozenset(origins)
+
+
+# What may stand in a CSP source expression for a host: letters, digits, dots,
+# hyphens (a leading "*." for subdomains), or a bracketed IPv6 address. Nothing
+# that could end the directive (";", ",", quotes, spaces) reaches the header.
+_CSP_ORIGIN = re.compile(r"^https?://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:\d+)?$")
+
+
+def _embed_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Frame ancestors for /embed: `*` or origins, as for ALLOWED_ORIGINS."""
+    origins = _origins(env, name)
+    for origin in origins:
+        if origin != "*" and not _CSP_ORIGIN.match(origin):
+            raise ConfigError(f"{name}: {origin!r} is not an origin like https://clock.example")
+    return tuple(sorted(origins))

@@ -20,9 +20,10 @@ from ..live.admission import Gate
 from ..live.metrics import Metrics
 from ..live.stats import Stats
 from ..live.ticker import Ticker
+from . import l10n
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
-from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
+from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS, content_security_policy
 from .runtime import Runtime, current_runtime, on_metrics_listener
 from .views import blueprint
 
@@ -49,6 +50,10 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     # redirect through a forged Host). Such paths are simply not found.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
+    app.config["EMBED_CONTENT_SECURITY_POLICY"] = content_security_policy(
+        " ".join(settings.embed_origins)
+    )
+    l10n.install(app)
     gate = Gate(settings.max_connections, settings.allowed_origins, settings.public_origins)
     runtime = Runtime(
         settings=settings,

@@ -12,6 +12,8 @@ import logging
 from quart import Quart, Response, has_request_context, jsonify, render_template, request, websocket
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .l10n import gettext as _
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +28,7 @@ async def _http_error(error: HTTPException) -> Response:
         response = jsonify(error=error.name, status=status)
     else:
         html = await render_template(
-            "error.html", status=status, title=error.name, description=_describe(error)
+            "error.html", status=status, title=_title(error), description=_describe(error)
         )
         response = Response(html, content_type="text/html; charset=utf-8")
     response.status_code = status
@@ -53,11 +55,26 @@ def _wants_json() -> bool:
     return best == "application/json"
 
 
+def _title(error: HTTPException) -> str:
+    titles = {
+        400: _("Bad Request"),
+        404: _("Not Found"),
+        405: _("Method Not Allowed"),
+        413: _("Request Entity Too Large"),
+        421: _("Misdirected Request"),
+        431: _("Request Header Fields Too Large"),
+        500: _("Internal Server Error"),
+    }
+    return titles.get(error.code or 500, error.name)
+
+
 def _describe(error: HTTPException) -> str:
+    if error.code == 400 and error.description != type(error).description:
+        return str(error.description)  # ours, already translated (a bad parameter)
     return {
-        404: "There is nothing at this address.",
-        405: "This address does not take that method.",
-        413: "The request is too large.",
-        421: "This server does not serve that host name.",
-        431: "The request headers are too large.",
-    }.get(error.code or 500, "The request could not be served.")
+        404: _("There is nothing at this address."),
+        405: _("This address does not take that method."),
+        413: _("The request is too large."),
+        421: _("This server does not serve that host name."),
+        431: _("The request headers are too large."),
+    }.get(error.code or 500, _("The request could not be served."))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify, render_template
+from typing import Any
 
-from ..core.clock import moscow_time, time_snapshot
+from quart import Blueprint, Response, abort, current_app, jsonify, render_template, url_for
+
+from ..core.clock import moscow_time, short_time_text, time_snapshot
+from ..core.i18n import BadParameter, Display
+from ..core.sun import day_length_parts, sun_day
 from ..live.metrics import CONTENT_TYPE
+from .l10n import current_language, languages, page_display
+from .l10n import gettext as _
 from .runtime import current_runtime
 
 blueprint = Blueprint("clock", __name__)
@@ -15,14 +21,25 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 @blueprint.get("/")
 async def page() -> tuple[str, int, dict[str, str]]:
-    now = current_runtime().clock()
-    html = await render_template("index.html", now=moscow_time(now), server_ms=now)
+    display = _display()
+    html = await render_template("index.html", **_clock_context(display, "clock.page"))
     return html, 200, NO_STORE
+
+
+@blueprint.get("/embed")
+async def embed() -> tuple[str, int, dict[str, str]]:
+    """The compact clock for an <iframe>: the one page that may be framed."""
+    display = _display()
+    html = await render_template("embed.html", **_clock_context(display, "clock.embed"))
+    csp = current_app.config["EMBED_CONTENT_SECURITY_POLICY"]
+    return html, 200, {"Content-Security-Policy": csp, **NO_STORE}
 
 
 @blueprint.get("/api/time")
 async def api_time() -> tuple[Response, int, dict[str, str]]:
-    return jsonify(time_snapshot(current_runtime().clock())), 200, NO_STORE
+    now = current_runtime().clock()
+    sun = sun_day(moscow_time(now).wall.date())
+    return jsonify({**time_snapshot(now), "sun": sun.as_json()}), 200, NO_STORE
 
 
 @blueprint.get("/healthz")
@@ -41,3 +58,72 @@ async def metrics() -> tuple[bytes, int, dict[str, str]]:
 async def ws_over_plain_http() -> tuple[str, int, dict[str, str]]:
     """A plain GET where the websocket lives: say how to talk to it."""
     return "this is a websocket endpoint\n", 426, {"Upgrade": "websocket", **NO_STORE}
+
+
+def _display() -> Display:
+    try:
+        return page_display()
+    except BadParameter as error:
+        abort(
+            400,
+            _("The parameter %(name)s takes %(allowed)s.")
+            % {"name": error.name, "allowed": " | ".join(error.allowed)},
+        )
+
+
+def day_length_text(seconds: int) -> str:
+    hours, minutes = day_length_parts(seconds)
+    return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
+
+
+def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
+    """What index.html and embed.html render: the second, the sun, the
+    strings the page script shows, and links to the other languages/hours."""
+    now_ms = current_runtime().clock()
+    now = moscow_time(now_ms)
+    lang = current_language()
+    sun = sun_day(now.wall.date())
+    # Links keep the visitor's other choices (an explicit language, 12 h).
+    keep: dict[str, str] = {"lang": display.lang} if display.lang else {}
+    hours = {"hours": "12"} if display.hours == 12 else {}
+    return {
+        "now": now,
+        "server_ms": now_ms,
+        "lang": lang,
+        "display": display,
+        "clock_text": now.clock_text(lang, display.hours),
+        "date_text": now.date_text(lang),
+        "sun": {
+            "sunrise_iso": sun.sunrise.isoformat(timespec="seconds"),
+            "sunset_iso": sun.sunset.isoformat(timespec="seconds"),
+            "sunrise": short_time_text(sun.sunrise, lang, display.hours),
+            "sunset": short_time_text(sun.sunset, lang, display.hours),
+            "day_length": day_length_text(sun.day_length_s),
+            "day_length_s": sun.day_length_s,
+        },
+        "other_languages": [
+            (other, url_for(endpoint, **{**hours, "lang": other}))
+            for other in languages()
+            if other != lang
+        ],
+        "other_hours": (
+            24 if display.hours == 12 else 12,
+            url_for(endpoint, **keep, **({} if hours else {"hours": "12"})),
+        ),
+        "page_data": {
+            "lang": lang,
+            "hours": display.hours,
+            "strings": {
+                "title": _("Moscow time"),
+                "connecting": _("Connecting…"),
+                "live": _("Live"),
+                "reconnecting": _("Reconnecting… the clock keeps running"),
+                "exact": _("Your device clock is exact (%(uncertainty)s)"),
+                "ahead": _("Your device clock is %(amount)s ahead (%(uncertainty)s)"),
+                "behind": _("Your device clock is %(amount)s behind (%(uncertainty)s)"),
+                "fullscreen": _("Full screen"),
+                "exitFullscreen": _("Exit full screen"),
+                "dayLength": _("%(hours)d h %(minutes)d min"),
+            },
+        },
+    }

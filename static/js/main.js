@@ -1,15 +1,14 @@
 // Wires the page: server-authoritative time, painted on the true second.
 import { ClockConnection } from "./connection.js";
 import { OffsetEstimator, localNow } from "./offset.js";
-import { ClockFace, SecondScheduler, moscowParts } from "./render.js";
+import { ClockFace, MoscowFormat, SecondScheduler, fill, moscowParts } from "./render.js";
+import { SunPanel } from "./sun.js";
 
 const SAMPLES_PER_SYNC = 5;
 const RESYNC_EVERY_MS = 60_000;
-const STATUS_TEXT = {
-  connecting: "Connecting…",
-  live: "Live",
-  reconnecting: "Reconnecting… the clock keeps running",
-};
+// Language, 12/24 h and every string this script shows, from the server's page.
+const { lang, hours, strings } = JSON.parse(document.getElementById("page-data").textContent);
+const format = new MoscowFormat(lang, hours);
 
 const app = document.getElementById("app");
 const statusEl = document.getElementById("status");
@@ -19,8 +18,13 @@ const fullscreenButton = document.getElementById("fullscreen");
 const estimator = new OffsetEstimator();
 const trueNow = () => localNow() + (estimator.offset ?? 0);
 let utcOffsetS = Number(app.dataset.utcOffsetS);
-const face = new ClockFace(document);
-const scheduler = new SecondScheduler(trueNow, (now) => face.show(moscowParts(now, utcOffsetS)));
+const face = new ClockFace(document, strings.title);
+const sun = new SunPanel(document, format, strings.dayLength, fetchSun);
+const scheduler = new SecondScheduler(trueNow, (now) => {
+  const parts = moscowParts(now, utcOffsetS, format);
+  face.show(parts);
+  sun.update(parts.ymd);
+});
 const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 const connection = new ClockConnection(wsUrl, { onOpen: resync, onTick, onState }, localNow);
 let syncing = false;
@@ -74,41 +78,53 @@ function onTick(tick, receivedAt) {
   scheduler.refresh();
 }
 
+async function fetchSun() {
+  const response = await fetch("/api/time", { cache: "no-store" });
+  return response.ok ? (await response.json()).sun : null;
+}
+
 function onState(state) {
-  if (statusEl.dataset.state === state) return;
+  if (!statusEl || statusEl.dataset.state === state) return;
   statusEl.dataset.state = state;
-  statusEl.textContent = STATUS_TEXT[state];
+  statusEl.textContent = strings[state];
 }
 
 /** How far the device clock is off, as time.is shows it. */
 function showAccuracy() {
   const uncertainty = estimator.uncertainty;
-  if (!Number.isFinite(uncertainty)) return;
+  if (!accuracyEl || !Number.isFinite(uncertainty)) return;
   const errorMs = Date.now() - trueNow();
-  const plusMinus = `±${formatSeconds(uncertainty)}`;
-  accuracyEl.textContent =
-    Math.abs(errorMs) <= Math.max(uncertainty, 20)
-      ? `Your device clock is exact (${plusMinus})`
-      : `Your device clock is ${formatSeconds(Math.abs(errorMs))} ${errorMs > 0 ? "ahead" : "behind"} (${plusMinus})`;
+  const values = {
+    uncertainty: `±${formatSeconds(uncertainty)}`,
+    amount: formatSeconds(Math.abs(errorMs)),
+  };
+  const exact = Math.abs(errorMs) <= Math.max(uncertainty, 20);
+  accuracyEl.textContent = fill(strings[exact ? "exact" : errorMs > 0 ? "ahead" : "behind"], values);
 }
 
+/** A duration with CLDR's unit names in the page's language ("5 ms", "5 мс"). */
 function formatSeconds(ms) {
-  if (ms < 1000) return `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`;
+  const unit = (value, name, digits) =>
+    new Intl.NumberFormat(lang, {
+      style: "unit", unit: name, unitDisplay: "short",
+      minimumFractionDigits: digits, maximumFractionDigits: digits,
+    }).format(value);
+  if (ms < 1000) return ms < 10 ? unit(ms, "millisecond", 1) : unit(Math.round(ms), "millisecond", 0);
   const s = ms / 1000;
-  if (s < 10) return `${s.toFixed(2)} s`;
-  if (s < 120) return `${s.toFixed(1)} s`;
+  if (s < 10) return unit(s, "second", 2);
+  if (s < 120) return unit(s, "second", 1);
   const minutes = Math.round(s / 60);
-  return minutes < 120 ? `${minutes} min` : `${(minutes / 60).toFixed(1)} h`;
+  return minutes < 120 ? unit(minutes, "minute", 0) : unit(minutes / 60, "hour", 1);
 }
 
 function setUpFullscreen() {
-  if (!document.fullscreenEnabled) return;
+  if (!fullscreenButton || !document.fullscreenEnabled) return;
   fullscreenButton.hidden = false;
   fullscreenButton.addEventListener("click", () => {
     if (document.fullscreenElement) document.exitFullscreen();
     else document.documentElement.requestFullscreen();
   });
   document.addEventListener("fullscreenchange", () => {
-    fullscreenButton.textContent = document.fullscreenElement ? "Exit full screen" : "Full screen";
+    fullscreenButton.textContent = strings[document.fullscreenElement ? "exitFullscreen" : "fullscreen"];
   });
 }

@@ -1,19 +1,41 @@
 // Turns the true time into what the page shows, and repaints it exactly when
 // the true second changes.
 
-const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-const MONTHS = [
-  "January", "February", "March", "April", "May", "June",
-  "July", "August", "September", "October", "November", "December",
-];
-
 const pad = (n) => String(n).padStart(2, "0");
+
+// CLDR puts narrow/no-break spaces in some formats; browsers differ on keeping
+// them, so the page and the server (clock.py) both use plain spaces.
+const plainSpaces = (text) => text.replace(/[\u202f\u00a0]/g, " ");
+
+/**
+ * The CLDR formats of the server's page (clock.py), from the browser's Intl:
+ * the clock is a Moscow wall time shifted into UTC, so Intl never consults the
+ * browser's own zone database.
+ */
+export class MoscowFormat {
+  constructor(lang = "en", hours = 24) {
+    const h12 = hours === 12;
+    const hour = { hour: h12 ? "numeric" : "2-digit", hourCycle: h12 ? "h12" : "h23" };
+    this.clock = new Intl.DateTimeFormat(lang, {
+      ...hour, minute: "2-digit", second: "2-digit", timeZone: "UTC",
+    });
+    this.short = new Intl.DateTimeFormat(lang, { ...hour, minute: "2-digit", timeZone: "UTC" });
+    this.date = new Intl.DateTimeFormat(lang, { dateStyle: "full", timeZone: "UTC" });
+  }
+
+  /** Hours:minutes of an instant given with its zone offset (sunrise, sunset). */
+  shortTime(epochMs, utcOffsetS) {
+    return plainSpaces(this.short.format(new Date(epochMs + utcOffsetS * 1000)));
+  }
+}
+
+const DEFAULT_FORMAT = new MoscowFormat();
 
 /**
  * The Moscow wall time for a true epoch-ms instant. The zone offset comes from
  * the server (tzdata there), not from the browser's zone database.
  */
-export function moscowParts(trueMs, utcOffsetS) {
+export function moscowParts(trueMs, utcOffsetS, format = DEFAULT_FORMAT) {
   const secondMs = Math.floor(trueMs / 1000) * 1000;
   const wall = new Date(secondMs + utcOffsetS * 1000);
   const hms = `${pad(wall.getUTCHours())}:${pad(wall.getUTCMinutes())}:${pad(wall.getUTCSeconds())}`;
@@ -24,9 +46,23 @@ export function moscowParts(trueMs, utcOffsetS) {
   return {
     secondMs,
     hms,
+    ymd,
     iso: `${ymd}T${hms}${zone}`,
-    date: `${WEEKDAYS[wall.getUTCDay()]}, ${wall.getUTCDate()} ${MONTHS[wall.getUTCMonth()]} ${wall.getUTCFullYear()}`,
+    text: plainSpaces(format.clock.format(wall)),
+    date: plainSpaces(format.date.format(wall)),
   };
+}
+
+/** Fills `%(name)s` / `%(name)d` placeholders of a server-translated string. */
+export function fill(template, values) {
+  return template.replace(/%\((\w+)\)[sd]/g, (whole, name) =>
+    name in values ? String(values[name]) : whole);
+}
+
+/** Day length in hours and minutes, minutes rounded (as the server's sun.py). */
+export function dayLengthParts(seconds) {
+  const minutes = Math.floor((seconds + 30) / 60);
+  return { hours: Math.floor(minutes / 60), minutes: minutes % 60 };
 }
 
 /** Milliseconds from trueMs to the next whole second, in (0, 1000]. */
@@ -60,18 +96,19 @@ export class SecondScheduler {
   }
 }
 
-/** Writes a moment into the page's elements. */
+/** Writes a moment into the page's elements (the embed may have no date). */
 export class ClockFace {
-  constructor(doc) {
+  constructor(doc, titleSuffix) {
     this.doc = doc;
+    this.titleSuffix = titleSuffix;
     this.time = doc.getElementById("clock");
     this.date = doc.getElementById("date");
   }
 
   show(parts) {
-    if (this.time.textContent !== parts.hms) this.time.textContent = parts.hms;
+    if (this.time.textContent !== parts.text) this.time.textContent = parts.text;
     this.time.dateTime = parts.iso;
-    if (this.date.textContent !== parts.date) this.date.textContent = parts.date;
-    this.doc.title = `${parts.hms} · Moscow time`;
+    if (this.date && this.date.textContent !== parts.date) this.date.textContent = parts.date;
+    this.doc.title = `${parts.text} · ${this.titleSuffix}`;
   }
 }
