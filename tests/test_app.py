@@ -18,7 +18,7 @@ async def test_page_shows_moscow_time_without_javascript(app: Quart) -> None:
     assert response.status_code == 200
     html = await response.get_data(as_text=True)
     assert '<time id="clock" datetime="2026-11-26T22:40:05+03:00">22:40:05</time>' in html
-    assert "Thursday, 26 November 2026" in html
+    assert "Thursday, November 26, 2026" in html
     assert "<title>22:40:05 · Moscow time</title>" in html
     assert f'data-server-ms="{FIXED_MS:.3f}"' in html
     assert '<noscript><meta http-equiv="refresh" content="1"></noscript>' in html
@@ -28,8 +28,10 @@ async def test_page_shows_moscow_time_without_javascript(app: Quart) -> None:
 async def test_page_has_no_inline_script_or_style(app: Quart) -> None:
     response = await app.test_client().get("/")
     html = await response.get_data(as_text=True)
+    # One module, and a JSON data block (never executed) with the page's strings.
     assert re.findall(r"<script\b[^>]*>", html) == [
-        '<script type="module" src="/static/js/main.js">'
+        '<script type="module" src="/static/js/main.js">',
+        '<script type="application/json" id="page-data">',
     ]
     assert "<style" not in html
     assert " style=" not in html
@@ -50,6 +52,12 @@ async def test_api_time(app: Quart) -> None:
         "iso": "2026-11-26T22:40:05.250+03:00",
         "epoch_ms": 1795722005250,
         "utc_offset_s": 10800,
+        # Today's Moscow date (tests/test_sun.py checks the times themselves).
+        "sun": {
+            "sunrise": "2026-11-26T08:26:21+03:00",
+            "sunset": "2026-11-26T16:06:43+03:00",
+            "day_length_s": 27622,
+        },
     }
 
 

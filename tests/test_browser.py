@@ -70,7 +70,7 @@ async def test_page_shows_live_moscow_time(browser: Browser, server: ServerProce
     text, page_now, title, date = shown
     assert text in {moscow_time(page_now).hms, moscow_time(page_now - 100).hms}
     assert title == f"{text} · Moscow time"
-    assert date == moscow_time(page_now).date
+    assert date == moscow_time(page_now).date_text("en")
     assert_exact(await watch_flips(page, 3.4), count=3)
     # The clock itself is not a live region: a screen reader is not told every second.
     assert await page.get_attribute("#clock", "aria-live") is None
@@ -183,8 +183,10 @@ async def test_page_modules_units(browser: Browser, server: ServerProcess) -> No
     assert results["parts"] == {
         "secondMs": 1795722005000,
         "hms": "22:40:05",
+        "ymd": "2026-11-26",
+        "text": "22:40:05",
         "iso": "2026-11-26T22:40:05+03:00",
-        "date": "Thursday, 26 November 2026",
+        "date": "Thursday, November 26, 2026",
     }
     assert results["before1970"] == "02:59:59"
     assert results["untilNext"] == [1000, 1, 1]

@@ -16,6 +16,7 @@ from moscow_clock.core.clock import (
     moscow_time,
     next_second_ms,
     second_start_ms,
+    short_time_text,
     sync_reply,
     time_snapshot,
 )
@@ -34,43 +35,72 @@ def ms(*args: int) -> int:
             ms(2026, 11, 26, 19, 40, 5) + 999.9,
             "22:40:05",
             "2026-11-26T22:40:05+03:00",
-            "Thursday, 26 November 2026",
+            "Thursday, November 26, 2026",
         ),
         # Midnight in Moscow is 21:00 UTC the day before.
         (
             ms(2026, 12, 31, 21, 0, 0),
             "00:00:00",
             "2027-01-01T00:00:00+03:00",
-            "Friday, 1 January 2027",
+            "Friday, January 1, 2027",
         ),
         (
             ms(2026, 12, 31, 20, 59, 59) + 999,
             "23:59:59",
             "2026-12-31T23:59:59+03:00",
-            "Thursday, 31 December 2026",
+            "Thursday, December 31, 2026",
         ),
         # The zone's history comes from tzdata: summer time (MSD) in 2010 ...
         (
             ms(2010, 7, 1, 12, 0, 0),
             "16:00:00",
             "2010-07-01T16:00:00+04:00",
-            "Thursday, 1 July 2010",
+            "Thursday, July 1, 2010",
         ),
         # ... and permanent +04:00 from 2011 to October 2014.
         (
             ms(2013, 1, 15, 12, 0, 0),
             "16:00:00",
             "2013-01-15T16:00:00+04:00",
-            "Tuesday, 15 January 2013",
+            "Tuesday, January 15, 2013",
         ),
-        (0, "03:00:00", "1970-01-01T03:00:00+03:00", "Thursday, 1 January 1970"),
+        (0, "03:00:00", "1970-01-01T03:00:00+03:00", "Thursday, January 1, 1970"),
     ],
 )
 def test_moscow_time(now_ms: float, hms: str, iso: str, date: str) -> None:
     moment = moscow_time(now_ms)
-    assert (moment.hms, moment.iso, moment.date) == (hms, iso, date)
+    assert (moment.hms, moment.iso, moment.date_text("en")) == (hms, iso, date)
     assert moment.epoch_ms == second_start_ms(now_ms)
     assert moment.utc_offset_s == int(iso[-6:-3]) * 3600
+
+
+@pytest.mark.parametrize(
+    ("now_ms", "lang", "hours", "clock", "date"),
+    [
+        # CLDR, with plain spaces (the browser's Intl makes the same).
+        (ms(2026, 11, 30, 19, 40, 5), "ru", 24, "22:40:05", "понедельник, 30 ноября 2026 г."),
+        (ms(2026, 11, 30, 19, 40, 5), "en", 24, "22:40:05", "Monday, November 30, 2026"),
+        (ms(2026, 11, 30, 19, 40, 5), "en", 12, "10:40:05 PM", "Monday, November 30, 2026"),
+        (ms(2026, 11, 30, 19, 40, 5), "ru", 12, "10:40:05 PM", "понедельник, 30 ноября 2026 г."),
+        # Midnight and noon in 12 hours are 12, never 0.
+        (ms(2026, 12, 31, 21, 0, 7), "en", 12, "12:00:07 AM", "Friday, January 1, 2027"),
+        (ms(2027, 1, 1, 9, 0, 7), "en", 12, "12:00:07 PM", "Friday, January 1, 2027"),
+        (ms(2027, 1, 1, 6, 5, 7), "ru", 12, "9:05:07 AM", "пятница, 1 января 2027 г."),
+        (ms(2027, 1, 1, 6, 5, 7), "ru", 24, "09:05:07", "пятница, 1 января 2027 г."),
+    ],
+)
+def test_localised_clock_and_date(
+    now_ms: int, lang: str, hours: int, clock: str, date: str
+) -> None:
+    moment = moscow_time(now_ms)
+    assert moment.clock_text(lang, hours) == clock
+    assert moment.date_text(lang) == date
+
+
+def test_short_times_for_the_sun() -> None:
+    wall = moscow_time(ms(2026, 11, 30, 5, 3, 59)).wall  # 08:03:59 Moscow
+    assert short_time_text(wall, "ru") == "08:03"
+    assert short_time_text(wall, "en", 12) == "8:03 AM"
 
 
 def test_utc_label() -> None:

@@ -84,8 +84,9 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
     lang = current_language()
     sun = sun_day(now.wall.date())
     # Links keep the visitor's other choices (an explicit language, 12 h).
-    keep: dict[str, str] = {"lang": display.lang} if display.lang else {}
-    hours = {"hours": "12"} if display.hours == 12 else {}
+    keep: dict[str, Any] = {"lang": display.lang} if display.lang else {}
+    hours: dict[str, Any] = {"hours": 12} if display.hours == 12 else {}
+    toggled: dict[str, Any] = {} if hours else {"hours": 12}
     return {
         "now": now,
         "server_ms": now_ms,
@@ -108,7 +109,7 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
         ],
         "other_hours": (
             24 if display.hours == 12 else 12,
-            url_for(endpoint, **keep, **({} if hours else {"hours": "12"})),
+            url_for(endpoint, **keep, **toggled),
         ),
         "page_data": {
             "lang": lang,
