@@ -206,3 +206,57 @@ def test_readme_shows_the_commands_the_tests_run() -> None:
     assert "docker build -f Dockerfile.distroless -t moscow-clock:distroless ." in readme
     script = (ROOT / "scripts" / "build-image").read_text()
     assert 'docker build -f "$dockerfile" -t "$tag"' in script
+
+
+BABEL_PROBE = """
+import datetime, os, babel, babel.dates, tzdata
+from babel import Locale, UnknownLocaleError
+day = datetime.date(2026, 11, 30)
+print(babel.dates.format_date(day, "full", locale="ru"))
+print(babel.dates.format_date(day, "full", locale="en"))
+try:
+    Locale.parse("de")
+    print("de shipped")
+except UnknownLocaleError:
+    print("de pruned")
+data = os.path.join(os.path.dirname(babel.__file__), "locale-data")
+print(" ".join(sorted(name for name in os.listdir(data) if name.endswith(".dat"))))
+print(os.path.exists(os.path.join(os.path.dirname(tzdata.__file__), "zoneinfo", "Asia", "Tokyo")))
+"""
+
+
+def test_babel_works_with_only_the_served_languages(
+    engine: Engine, container: Container, variant: str
+) -> None:
+    """CLDR data for root, en and ru only (docs/IMAGES.md), and that is enough."""
+    python = "/usr/bin/python3.13" if variant == "distroless" else "python"
+    out = engine.run("exec", container.name, python, "-c", BABEL_PROBE).splitlines()
+    assert out == [
+        "понедельник, 30 ноября 2026\u202fг.",  # CLDR's own narrow no-break space
+        "Monday, November 30, 2026",
+        "de pruned",
+        "en.dat root.dat ru.dat",
+        "False",  # tzdata: Europe/Moscow and UTC only
+    ]
+
+
+async def test_the_page_in_russian_with_the_sun(container: Container) -> None:
+    request = urllib.request.Request(
+        f"{container.url}/?hours=12", headers={"Accept-Language": "ru-RU,ru;q=0.9"}
+    )
+
+    def get() -> tuple[str, str]:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.read().decode(), response.headers["Vary"]
+
+    page, vary = await asyncio.to_thread(get)
+    assert '<html lang="ru">' in page
+    assert "Московское время" in page
+    assert "Восход" in page
+    assert " г.</p>" in page  # the CLDR date
+    assert "Accept-Language" in vary
+    status, embed = await asyncio.to_thread(fetch, f"{container.url}/embed?lang=en&date=0")
+    assert status == 200
+    assert 'lang="en"' in embed
+    sun = json.loads((await asyncio.to_thread(fetch, f"{container.url}/api/time"))[1])["sun"]
+    assert set(sun) == {"sunrise", "sunset", "day_length_s"}
