@@ -10,7 +10,6 @@ from __future__ import annotations
 from ..core.asgi import Message, Send
 
 
-
 def content_security_policy(frame_ancestors: str = "'none'") -> str:
     """The strict policy; only /embed relaxes frame-ancestors (EMBED_ORIGINS)."""
     return "; ".join(
