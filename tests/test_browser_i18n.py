@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    WebSocket,
+    expect,
+)
 
 from moscow_clock.core.clock import MOSCOW, moscow_time, short_time_text
 from moscow_clock.core.sun import day_length_parts, sun_day
@@ -203,14 +210,23 @@ async def test_embed_is_framed_by_another_origin_and_the_page_is_not(
     with ParentPage(html) as parent:
         page, problems = await new_page(context)
         sockets: list[str] = []
-        page.on("websocket", lambda ws: sockets.append(ws.url))
+        frames: list[str] = []
+
+        def on_websocket(ws: WebSocket) -> None:
+            sockets.append(ws.url)
+            ws.on("framereceived", lambda payload: frames.append(str(payload)))
+
+        page.on("websocket", on_websocket)
         await page.goto(parent.url)
         embed = page.frame_locator("#embed")
         # The embed is live: its websocket (same origin as the server, so the
         # Origin check lets it in) drives the clock, second by second.
         first = await embed.locator("#clock").text_content()
         await expect(embed.locator("#clock")).not_to_have_text(first or "", timeout=4000)
+        # Accepted by the Origin check: ticks and sync replies arrive over it.
         assert sockets == [server.ws_url]
+        assert any('"type":"tick"' in frame for frame in frames), frames[:3]
+        assert any('"type":"sync"' in frame for frame in frames), frames[:3]
         frame = page.frame(url=f"{server.url}/embed?lang=ru&hours=12&date=0")
         assert frame is not None
         face = await frame.evaluate(READ_FACE)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 import resource
+import subprocess
+import sys
 import threading
 import time
 
@@ -9,6 +12,8 @@ import pytest
 from moscow_clock.core.config import ConfigError, Settings
 from moscow_clock.server import serve as server
 from moscow_clock.server.serve import hypercorn_config
+
+from .support.server import ROOT
 
 
 def test_defaults_serve_loopback_port_8000() -> None:
@@ -57,6 +62,11 @@ def test_blank_values_mean_default() -> None:
         ({"WS_PING_INTERVAL": "never"}, "is not a number"),
         ({"WS_MESSAGE_RATE": "-1"}, "WS_MESSAGE_RATE=-1 is out of range"),
         ({"ALLOWED_ORIGINS": "evil"}, "ALLOWED_ORIGINS: 'evil' is not an origin"),
+        ({"EMBED_ORIGINS": "partner.example"}, "EMBED_ORIGINS: 'partner.example' is not an"),
+        ({"EMBED_ORIGINS": "https://a.example/page"}, "EMBED_ORIGINS: 'https://a.example/page'"),
+        # Nothing that could end the CSP directive reaches the header.
+        ({"EMBED_ORIGINS": "https://a;b.example"}, "EMBED_ORIGINS: 'https://a;b.example'"),
+        ({"EMBED_ORIGINS": "'self'"}, "EMBED_ORIGINS: \"'self'\" is not an origin"),
     ],
 )
 def test_bad_values_are_refused_clearly(env: dict[str, str], message: str) -> None:
@@ -119,3 +129,31 @@ def test_the_last_resort_exits_even_when_the_loop_cannot(monkeypatch: pytest.Mon
     time.sleep(0.5)  # the "event loop" of this test is stuck: the thread still fires
     assert exited.wait(2)
     assert exits == [1]
+
+
+def test_embed_origins() -> None:
+    assert Settings.from_env({}).embed_origins == ("*",)
+    assert Settings.from_env({"EMBED_ORIGINS": "  "}).embed_origins == ("*",)
+    settings = Settings.from_env(
+        {"EMBED_ORIGINS": "https://B.example:443/, http://localhost:8080 https://*.c.example"}
+    )
+    assert settings.embed_origins == (
+        "http://localhost:8080",
+        "https://*.c.example",
+        "https://b.example",
+    )
+
+
+def test_a_bad_embed_origin_stops_start_up_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "moscow_clock"],
+        cwd=ROOT,
+        env={**os.environ, "EMBED_ORIGINS": "https://ok.example not-an-origin"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "moscow_clock: EMBED_ORIGINS: 'not-an-origin' is not an origin like https://clock.example"
+    )

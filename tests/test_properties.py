@@ -94,7 +94,7 @@ def test_another_host_is_refused_unless_listed(host: str, other: str, port: int)
 @given(st.dictionaries(st.sampled_from(_NAMES := [
     "HOST", "PORT", "WORKERS", "LOG_LEVEL", "ACCESS_LOG", "GRACEFUL_TIMEOUT",
     "WS_MAX_MESSAGE_BYTES", "MAX_CONNECTIONS", "ALLOWED_ORIGINS", "WS_PING_INTERVAL",
-    "SEND_TIMEOUT", "WS_MESSAGE_RATE", "LOG_JSON", "LISTEN_FD",
+    "SEND_TIMEOUT", "WS_MESSAGE_RATE", "LOG_JSON", "LISTEN_FD", "EMBED_ORIGINS",
 ]), st.text(max_size=30)))  # fmt: skip
 @settings(suppress_health_check=[HealthCheck.too_slow])
 def test_any_environment_gives_settings_or_one_clear_error(env: dict[str, str]) -> None:
@@ -107,6 +107,9 @@ def test_any_environment_gives_settings_or_one_clear_error(env: dict[str, str]) 
     else:
         assert 0 <= settings_.port <= 65535
         assert settings_.max_connections >= 1
+        # Each becomes a CSP source: nothing in it may end the directive.
+        for origin in settings_.embed_origins:
+            assert not any(ch in origin for ch in " ;,'\"\\"), origin
 
 
 @given(st.lists(st.floats(min_value=0, max_value=0.5), min_size=1, max_size=200))
