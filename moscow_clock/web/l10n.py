@@ -102,7 +102,14 @@ def _settle(wanted: str | None) -> None:
 
 
 def _translations() -> NullTranslations:
-    return _catalogues().translations[current_language()]
+    """Looked up once per request: a page calls gettext a few dozen times."""
+    if not has_request_context():
+        return _catalogues().translations[DEFAULT_LANGUAGE]
+    if "translations" not in g:
+        g.translations = _catalogues().translations[current_language()]
+    found = g.translations
+    assert isinstance(found, NullTranslations)
+    return found
 
 
 def gettext(message: str) -> str:
