@@ -11,6 +11,7 @@ from playwright.async_api import Browser, Error, async_playwright
 from quart import Quart
 
 from moscow_clock import create_app
+from moscow_clock.core.clockstate import ClockState
 
 from .support.browser import CHROMIUM_ARGS, browser_required, system_chromium
 from .support.containers import images_required
@@ -25,9 +26,13 @@ hypothesis.settings.load_profile("project")
 FIXED_MS = 1795722005250.0
 
 
+# A well-synchronised server clock, for tests that are not about the clock's health.
+SYNCED = ClockState(synchronized=True, max_error_ms=12.0, estimated_error_ms=1.5)
+
+
 @pytest.fixture
 def app() -> Quart:
-    return create_app(clock=lambda: FIXED_MS)
+    return create_app(clock=lambda: FIXED_MS, clock_source=lambda: SYNCED)
 
 
 @pytest.fixture

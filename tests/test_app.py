@@ -50,6 +50,12 @@ async def test_api_time(app: Quart) -> None:
         "iso": "2026-11-26T22:40:05.250+03:00",
         "epoch_ms": 1795722005250,
         "utc_offset_s": 10800,
+        "clock": {
+            "synchronized": True,
+            "max_error_ms": 12.0,
+            "estimated_error_ms": 1.5,
+            "reference_offset_ms": None,
+        },
     }
 
 

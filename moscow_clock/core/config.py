@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .origin import normalize_origin
+from .sntp import parse_servers
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -69,6 +70,18 @@ class Settings:
     # reads end-of-file the supervisor is gone (even SIGKILLed) and this
     # worker drains and exits. Set by the supervisor, not by operators.
     supervisor_fd: int | None = None
+    # NTP servers (host or host:port) to compare the local clock with, every
+    # NTP_INTERVAL seconds; none by default (the kernel's own state suffices).
+    ntp_servers: tuple[tuple[str, int], ...] = ()
+    ntp_interval: float = 64.0
+    # /readyz fails when the kernel's maximum error, or the offset from the
+    # NTP servers, exceeds this; CLOCK_CHECK=off makes /readyz ignore the
+    # clock altogether (hosts without NTP, development).
+    clock_max_error_ms: float = 250.0
+    clock_check: bool = True
+    # Testing hook: read the clock state from this JSON file instead of the
+    # kernel (never set in production; a warning is logged when it is).
+    clock_state_file: str | None = None
 
     @property
     def bind(self) -> str:
@@ -121,6 +134,13 @@ class Settings:
             metrics_port=metrics_port,
             metrics_fd=_optional_number(env, "METRICS_FD", low=0, high=1 << 20),
             supervisor_fd=_optional_number(env, "SUPERVISOR_FD", low=0, high=1 << 20),
+            ntp_servers=_servers(env, "NTP_SERVERS"),
+            ntp_interval=_number(env, "NTP_INTERVAL", defaults.ntp_interval, low=1.0, high=1e9),
+            clock_max_error_ms=_number(
+                env, "CLOCK_MAX_ERROR_MS", defaults.clock_max_error_ms, low=0.001, high=1e9
+            ),
+            clock_check=_bool(env, "CLOCK_CHECK", defaults.clock_check),
+            clock_state_file=_raw(env, "CLOCK_STATE_FILE"),
         )
 
 
@@ -159,7 +179,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false, on or off)")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -185,3 +205,13 @@ def _origins(env: Mapping[str, str], name: str, *, wildcard: bool = True) -> fro
             raise ConfigError(f"{name}: {item!r} is not an origin like https://clock.example")
         origins.add(normalized)
     return frozenset(origins)
+
+
+def _servers(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    raw = _raw(env, name)
+    if raw is None:
+        return ()
+    try:
+        return parse_servers(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {str(error)!r} is not host, host:port or [v6]:port") from None

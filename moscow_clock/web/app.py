@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncGenerator
 from contextlib import suppress
@@ -17,6 +18,8 @@ from ..core.config import Settings
 from ..core.headers import MAX_HEAD_BYTES, head_size
 from ..core.origin import host_allowed
 from ..live.admission import Gate
+from ..live.clockmonitor import ClockMonitor, ClockSource
+from ..live.kernelclock import StateFile, kernel_clock_state
 from ..live.metrics import Metrics
 from ..live.stats import Stats
 from ..live.ticker import Ticker
@@ -28,11 +31,18 @@ from .views import blueprint
 
 __all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "create_app"]
 
+log = logging.getLogger("moscow_clock.clock")
+
 # templates/ and static/ sit beside the package, in the repo and in the images.
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -> Quart:
+def create_app(
+    clock: Clock = wall_clock_ms,
+    settings: Settings | None = None,
+    clock_source: ClockSource | None = None,
+) -> Quart:
+    """`clock_source` replaces the kernel's clock state (tests)."""
     settings = settings or Settings()
     app = Quart(
         __name__,
@@ -57,6 +67,13 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
         gate=gate,
         stats=Stats(),
         metrics=Metrics(),
+        clock_monitor=ClockMonitor(
+            clock_source or _clock_source(settings),
+            servers=settings.ntp_servers,
+            interval_s=settings.ntp_interval,
+            max_error_ms=settings.clock_max_error_ms,
+            check=settings.clock_check,
+        ),
     )
     runtime.attach(app)
     # /ws is served below Quart, straight over ASGI (see live/session.py for why).
@@ -65,6 +82,7 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
     app.while_serving(_run_ticker)
+    app.while_serving(_watch_the_clock)
     app.while_serving(_publish_metrics)
     app.before_request(_screen_request)
     register_error_pages(app)
@@ -76,6 +94,24 @@ async def _run_ticker() -> AsyncGenerator[None]:
     task = asyncio.create_task(ticker.run(), name="moscow-clock-ticker")
     yield
     ticker.close()
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
+def _clock_source(settings: Settings) -> ClockSource:
+    if settings.clock_state_file is None:
+        return kernel_clock_state
+    log.warning(
+        "CLOCK_STATE_FILE is set: the clock state comes from %s, not the kernel (testing only)",
+        settings.clock_state_file,
+    )
+    return StateFile(settings.clock_state_file)
+
+
+async def _watch_the_clock() -> AsyncGenerator[None]:
+    task = asyncio.create_task(current_runtime().clock_monitor.run(), name="moscow-clock-check")
+    yield
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task

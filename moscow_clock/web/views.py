@@ -22,12 +22,26 @@ async def page() -> tuple[str, int, dict[str, str]]:
 
 @blueprint.get("/api/time")
 async def api_time() -> tuple[Response, int, dict[str, str]]:
-    return jsonify(time_snapshot(current_runtime().clock())), 200, NO_STORE
+    runtime = current_runtime()
+    body = {**time_snapshot(runtime.clock()), "clock": runtime.clock_monitor.report()}
+    return jsonify(body), 200, NO_STORE
 
 
 @blueprint.get("/healthz")
 async def healthz() -> tuple[Response, int, dict[str, str]]:
+    """Liveness only: the process answers. The clock's health is /readyz."""
     return jsonify(status="ok"), 200, NO_STORE
+
+
+@blueprint.get("/readyz")
+async def readyz() -> tuple[Response, int, dict[str, str]]:
+    """Ready to be routed visitors: the clock can be vouched for."""
+    monitor = current_runtime().clock_monitor
+    reason = monitor.unready_reason()
+    if reason is None:
+        return jsonify(status="ready"), 200, NO_STORE
+    body = {"status": "unready", "reason": reason, "clock": monitor.report()}
+    return jsonify(body), 503, NO_STORE
 
 
 @blueprint.get("/metrics")
