@@ -59,12 +59,14 @@ class Responder(asyncio.DatagramProtocol):
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        assert self._transport is not None and self._other is not None
+        assert self._transport is not None
+        assert self._other is not None
         self._transport.close()
         self._other.close()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self._transport is not None and self._other is not None
+        assert self._transport is not None
+        assert self._other is not None
         self.queries += 1
         match self.behaviour:
             case "silent":
