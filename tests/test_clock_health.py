@@ -26,7 +26,6 @@ import websockets
 from quart import Quart
 
 from moscow_clock import create_app
-from moscow_clock.config import Settings
 from moscow_clock.core import sntp
 from moscow_clock.core.clockstate import (
     STA_UNSYNC,
@@ -38,6 +37,7 @@ from moscow_clock.core.clockstate import (
     error_bound_ms,
     untrusted_reason,
 )
+from moscow_clock.core.config import Settings
 from moscow_clock.live import kernelclock
 from moscow_clock.live.clockmonitor import ClockMonitor
 

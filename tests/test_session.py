@@ -30,7 +30,7 @@ async def start(
     ticker: Ticker, rate: float = 10.0, error_ms: float | None = None
 ) -> tuple[FakeASGI, Session, asyncio.Task[object]]:
     fake = FakeASGI()
-    session = Session(fake.send, lambda: NOW, rate, Stats(), lambda: error_ms)
+    session = Session(fake.send, lambda: NOW, rate, Stats(), error_ms=lambda: error_ms)
 
     async def run() -> object:
         with ticker.subscription(session):

@@ -71,7 +71,7 @@ def _adjtimex() -> Callable[..., int] | None:
         return None
     function.argtypes = (ctypes.POINTER(Timex),)
     function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 _failed_once: list[bool] = []

@@ -30,8 +30,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-from .admission import Gate
 from ..core.clockstate import ClockState, Reference
+from .admission import Gate
 from .stats import Stats
 from .ticker import Ticker
 
@@ -127,7 +127,9 @@ class Metrics:
         self.clock_synchronized.set(1 if state.synchronized else 0)
         self.clock_max_error.set(_seconds(state.max_error_ms))
         self.clock_estimated_error.set(_seconds(state.estimated_error_ms))
-        self.clock_reference_offset.set(_seconds(reference and reference.offset_ms))
+        self.clock_reference_offset.set(
+            _seconds(None if reference is None else reference.offset_ms)
+        )
 
     def render(self) -> bytes:
         if not self.multiprocess:
