@@ -15,8 +15,14 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 @blueprint.get("/")
 async def page() -> tuple[str, int, dict[str, str]]:
-    now = current_runtime().clock()
-    html = await render_template("index.html", now=moscow_time(now), server_ms=now)
+    runtime = current_runtime()
+    now = runtime.clock()
+    html = await render_template(
+        "index.html",
+        now=moscow_time(now),
+        server_ms=now,
+        error_ms=runtime.clock_monitor.error_bound(),
+    )
     return html, 200, NO_STORE
 
 

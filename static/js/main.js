@@ -5,6 +5,10 @@ import { ClockFace, SecondScheduler, moscowParts } from "./render.js";
 
 const SAMPLES_PER_SYNC = 5;
 const RESYNC_EVERY_MS = 60_000;
+// A suspend is noticed by the wall clock running ahead of the monotonic one
+// (which stops while the device sleeps on some platforms) between checks.
+const SUSPEND_CHECK_MS = 250;
+const SUSPEND_MIN_MS = 1000;
 const STATUS_TEXT = {
   connecting: "Connecting…",
   live: "Live",
@@ -16,7 +20,9 @@ const statusEl = document.getElementById("status");
 const accuracyEl = document.getElementById("accuracy");
 const fullscreenButton = document.getElementById("fullscreen");
 
+const accuracyText = accuracyEl.dataset; // the sentences, from the server's page
 const estimator = new OffsetEstimator();
+estimator.setServerError(parseFloat(app.dataset.serverErrorMs));
 const trueNow = () => localNow() + (estimator.offset ?? 0);
 let utcOffsetS = Number(app.dataset.utcOffsetS);
 const face = new ClockFace(document);
@@ -31,9 +37,19 @@ connection.start();
 setInterval(resync, RESYNC_EVERY_MS);
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") {
-    scheduler.refresh();
-    resync();
+    if (!checkForSuspend()) {
+      scheduler.refresh();
+      resync();
+    }
   }
+});
+let lastCheck = { wall: Date.now(), mono: performance.now() };
+setInterval(checkForSuspend, SUSPEND_CHECK_MS);
+// A frozen tab (Chromium freezes hidden ones) or a page back from the
+// back/forward cache missed ticks and may have lost its socket.
+document.addEventListener("resume", () => checkForSuspend() || wake(0));
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) checkForSuspend() || wake(0);
 });
 setUpFullscreen();
 
@@ -59,6 +75,7 @@ async function resync() {
     for (let i = 0; i < SAMPLES_PER_SYNC; i += 1) {
       const sample = await connection.sync();
       if (!sample) break;
+      estimator.setServerError(sample.errorMs);
       estimator.addSample(sample.t0, sample.serverMs, sample.t1);
     }
   } finally {
@@ -66,6 +83,29 @@ async function resync() {
   }
   scheduler.refresh();
   showAccuracy();
+}
+
+/** Re-anchor at once if the device slept since the last check; true if it did. */
+function checkForSuspend() {
+  const now = { wall: Date.now(), mono: performance.now() };
+  const stalledMs = now.wall - lastCheck.wall - (now.mono - lastCheck.mono);
+  lastCheck = now;
+  if (stalledMs < SUSPEND_MIN_MS) return false;
+  wake(stalledMs);
+  return true;
+}
+
+/**
+ * Back from a suspend or a freeze: carry the offset across the gap (the best
+ * estimate until measured again), show it, reconnect at once if the socket
+ * is dead, and re-sync.
+ */
+function wake(stalledMs) {
+  if (stalledMs > 0) estimator.reanchor(stalledMs);
+  scheduler.refresh();
+  showAccuracy();
+  connection.revive();
+  resync();
 }
 
 function onTick(tick, receivedAt) {
@@ -80,16 +120,26 @@ function onState(state) {
   statusEl.textContent = STATUS_TEXT[state];
 }
 
-/** How far the device clock is off, as time.is shows it. */
+/**
+ * How far the device clock is off, as time.is shows it, within the round
+ * trip and the server's own error. A server that cannot vouch for its time
+ * judges no one's clock.
+ */
 function showAccuracy() {
+  if (!estimator.verified) {
+    accuracyEl.dataset.state = "unverified";
+    accuracyEl.textContent = accuracyText.unverified;
+    return;
+  }
   const uncertainty = estimator.uncertainty;
   if (!Number.isFinite(uncertainty)) return;
   const errorMs = Date.now() - trueNow();
-  const plusMinus = `±${formatSeconds(uncertainty)}`;
-  accuracyEl.textContent =
-    Math.abs(errorMs) <= Math.max(uncertainty, 20)
-      ? `Your device clock is exact (${plusMinus})`
-      : `Your device clock is ${formatSeconds(Math.abs(errorMs))} ${errorMs > 0 ? "ahead" : "behind"} (${plusMinus})`;
+  const exact = Math.abs(errorMs) <= Math.max(uncertainty, 20);
+  const template = exact ? accuracyText.exact : errorMs > 0 ? accuracyText.ahead : accuracyText.behind;
+  accuracyEl.dataset.state = exact ? "exact" : "off";
+  accuracyEl.textContent = template
+    .replace("{amount}", formatSeconds(Math.abs(errorMs)))
+    .replace("{bound}", formatSeconds(uncertainty));
 }
 
 function formatSeconds(ms) {
