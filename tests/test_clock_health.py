@@ -555,3 +555,4 @@ async def test_clock_gauges_with_two_workers(start_server: Start, tmp_path: Path
     after = await asyncio.to_thread(scrape, server)
     assert after["moscow_clock_clock_synchronized"] == 0
     assert after["moscow_clock_clock_max_error_seconds"] == 16
+    assert server.stop() == 0
