@@ -58,7 +58,7 @@ class Settings:
     # The public origins (scheme://host[:port]) this service is reached at.
     # Unset: any Host is served. Set: a request whose Host is none of them
     # gets 421 (DNS rebinding: a foreign name pointed at this address), and
-    # these origins may open /ws like ALLOWED_ORIGINS. /healthz is exempt.
+    # these origins may open /ws like ALLOWED_ORIGINS. /healthz and /readyz are exempt.
     public_origins: frozenset[str] = frozenset()
     # Serve /metrics only on this port (on METRICS_HOST, default HOST), and
     # 404 it on the public one; unset, /metrics is on the public port.

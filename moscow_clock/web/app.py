@@ -33,6 +33,9 @@ __all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "create_app"]
 
 log = logging.getLogger("moscow_clock.clock")
 
+# Paths the orchestrator's probes reach by the pod's address, not a public name.
+PROBES = frozenset(("/healthz", "/readyz"))
+
 # templates/ and static/ sit beside the package, in the repo and in the images.
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,7 +142,7 @@ async def _publish_metrics() -> AsyncGenerator[None]:
 async def _screen_request() -> None:
     """What is refused before any route runs (as the error pages, with the
     security headers): an oversized head (431), a Host outside PUBLIC_ORIGINS
-    (421; /healthz exempt, for probes that address the pod), and a route on
+    (421; /healthz and /readyz exempt, for probes that address the pod), and a route on
     the wrong listener when /metrics has its own (404)."""
     settings = current_runtime().settings
     scope = request.scope
@@ -154,7 +157,7 @@ async def _screen_request() -> None:
         return
     if settings.metrics_port is not None and request.path == "/metrics":
         raise NotFound()
-    if request.path != "/healthz" and not host_allowed(
+    if request.path not in PROBES and not host_allowed(
         request.headers.get("Host"), settings.public_origins
     ):
         raise MisdirectedRequest()
