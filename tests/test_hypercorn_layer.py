@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from moscow_clock.server.tuning import AppInbox
+from moscow_clock.server.hypercorn.inbox import AppInbox
 
 
 async def test_inbox_is_fifo_and_bounded() -> None:
