@@ -12,11 +12,13 @@ import dataclasses
 from itertools import chain
 
 import h11
+from hypercorn.events import Event, RawData
 from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response
 
 from .options import options_of
+from .tcp import current
 
 
 class H11Protocol(hypercorn_h11.H11Protocol):
@@ -38,6 +40,20 @@ class H11Protocol(hypercorn_h11.H11Protocol):
     """
 
     must_close = False  # this request's response ends the connection
+
+    async def handle(self, event: Event) -> None:
+        # For the pending-connection cap: a connection sending a request is
+        # not one to close for a newcomer; one between requests is.
+        connection = current.get()
+        if connection is not None and isinstance(event, RawData):
+            connection.busy = True
+        await super().handle(event)
+
+    async def _maybe_recycle(self) -> None:
+        await super()._maybe_recycle()
+        connection = current.get()
+        if connection is not None:
+            connection.busy = False
 
     async def _check_protocol(self, event: h11.Request) -> None:
         names = {name.lower() for name, _ in event.headers}

@@ -4,8 +4,9 @@ Hypercorn bounds none of them: an HTTP keep-alive, a request being sent, a
 handshake, a websocket in its close handshake. Each holds a descriptor; under
 an open-files limit, idle ones shut out new handshakes and /healthz. Here the
 process keeps at most `limit` of them: a newcomer past it closes the oldest
-(the one most likely idle), so a crowd of idle sockets cannot starve
-clients that send their request at once. Open websockets count toward
+one that has sent nothing since its last response (or, if every one is in
+the middle of a request, is closed itself), so a crowd of idle sockets cannot
+starve clients that send their request at once. Open websockets count toward
 MAX_CONNECTIONS instead (the app's admission gate).
 """
 
@@ -16,6 +17,11 @@ from typing import Protocol
 
 class Abortable(Protocol):
     def abort(self) -> None: ...
+
+    @property
+    def busy(self) -> bool:
+        """It has sent something since its last response (a request in progress)."""
+        ...
 
 
 class Connections:
@@ -34,11 +40,14 @@ class Connections:
         closing); closes the oldest pending one if that makes too many."""
         self._pending.pop(connection, None)
         self._pending[connection] = None  # newest
-        if len(self._pending) > self.limit:
-            oldest = next(iter(self._pending))
-            del self._pending[oldest]
-            self.evicted += 1
-            oldest.abort()
+        if len(self._pending) <= self.limit:
+            return
+        # The oldest that is not in the middle of a request; if all are,
+        # the newcomer itself.
+        victim = next((c for c in self._pending if not c.busy), connection)
+        del self._pending[victim]
+        self.evicted += 1
+        victim.abort()
 
     def upgraded(self, connection: Abortable) -> None:
         """`connection` now carries an open websocket."""

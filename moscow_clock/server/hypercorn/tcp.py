@@ -73,6 +73,7 @@ class TCPServer(tcp_server.TCPServer):
         self.options = options_of(config)
         self.connections = config.connections if isinstance(config, ServerConfig) else None
         self.aborted = False
+        self.busy = False  # bytes arrived since the last response (h11.py says)
 
     async def run(self) -> None:
         self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -166,6 +167,8 @@ class AcceptErrors:
         def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
             if context.get("message") == ACCEPT_ERROR:
                 self.seen(context.get("exception"), time.monotonic())
+            elif _late_retry(context):
+                pass  # a retry the storm scheduled, firing after the listener closed
             elif previous is not None:
                 previous(loop, context)
             else:
@@ -174,6 +177,7 @@ class AcceptErrors:
         loop.set_exception_handler(handle)
 
     def seen(self, error: object, now: float) -> None:
+        """One failed accept (logged if the last report is an interval old)."""
         self.count += 1
         if self._every.due(now):
             log.error(
@@ -182,3 +186,14 @@ class AcceptErrors:
                 self.count,
                 self._every.interval,
             )
+
+
+def _late_retry(context: dict[str, Any]) -> bool:
+    """asyncio schedules one retry of the listener per failed accept (up to
+    the backlog per storm); those still due at shutdown fail on the closed
+    socket with ValueError, each logged with a traceback."""
+    handle = context.get("handle")
+    callback = getattr(handle, "_callback", None)
+    return isinstance(context.get("exception"), ValueError) and (
+        getattr(callback, "__name__", "") == "_start_serving"
+    )
