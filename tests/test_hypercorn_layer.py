@@ -6,6 +6,7 @@ test_frames.py, test_hostile.py and test_server.py check them end to end."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import subprocess
@@ -475,3 +476,13 @@ async def test_closing_releases_a_blocked_writer_and_drops_the_rest() -> None:
     await asyncio.wait_for(blocked, 1)
     await asyncio.wait_for(inbox.put("later"), 1)
     assert inbox._items == []
+
+
+def test_renovate_keeps_hypercorn_where_the_guard_knows_it() -> None:
+    """renovate.json edits the pins in requirements.txt directly: without a
+    rule it would propose a Hypercorn the guard refuses."""
+    config = json.loads((ROOT / "renovate.json").read_text())
+    (rule,) = [r for r in config["packageRules"] if "hypercorn" in r.get("matchPackageNames", ())]
+    assert rule["allowedVersions"] == f"=={guard.WRITTEN_FOR}"
+    pinned = (ROOT / "requirements.txt").read_text()
+    assert f"hypercorn=={guard.WRITTEN_FOR} " in pinned
