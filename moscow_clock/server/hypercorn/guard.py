@@ -23,6 +23,7 @@ import importlib.metadata
 import inspect
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 WRITTEN_FOR = "0.18.0"
 
@@ -84,10 +85,10 @@ def fingerprint(target: str) -> str:
     """The fingerprint of `module:qualified.name`; "missing" if it is gone."""
     module_name, _, qualname = target.partition(":")
     try:
-        obj: object = importlib.import_module(module_name)
+        obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-        source = inspect.getsource(obj)  # type: ignore[arg-type]
+        source = inspect.getsource(obj)
     except (ImportError, AttributeError, OSError, TypeError):
         return "missing"
     return hashlib.sha256(source.encode()).hexdigest()[:16]
