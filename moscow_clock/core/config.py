@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .budget import Limits
 from .origin import normalize_origin
 from .sntp import parse_servers
 
@@ -39,7 +40,7 @@ class Settings:
     # Origins (scheme://host[:port]) besides the page's own that may open
     # /ws from a browser; "*" allows any. Guards against cross-site hijacking.
     allowed_origins: frozenset[str] = frozenset()
-    # Every websocket is pinged this often (server/tuning.py, one pinger per
+    # Every websocket is pinged this often (server/pinger.py, one pinger per
     # process); a peer silent (no pong, no message) for three intervals is
     # closed, so vanished clients are reaped.
     ws_ping_interval: float = 20.0
@@ -50,6 +51,25 @@ class Settings:
     # Messages per second a websocket client may send (bursts of three
     # seconds' worth, at least 30, pass); a sustained flood is closed with 1008.
     ws_message_rate: float = 10.0
+    # The budget for everything a websocket client sends (core/budget.py),
+    # far above what a page uses (a sync every few seconds, a pong every
+    # WS_PING_INTERVAL): frames per second of any kind (at least three per
+    # message WS_MESSAGE_RATE allows) and their payload bytes per second (at
+    # least 1 KiB per message), bursts of three seconds' worth; frames one
+    # message may span and seconds it may take; pings answered per second.
+    # Past it the connection is closed with 1008.
+    ws_frame_rate: float = 30.0
+    ws_byte_rate: float = 16384.0
+    ws_max_fragments: int = 32
+    ws_message_timeout: float = 5.0
+    ws_pong_rate: float = 2.0
+    # Connections that do not (yet) carry a websocket: requests, keep-alive,
+    # handshakes, closing websockets. Past it the oldest one is closed for
+    # the newcomer, so idle sockets cannot use up the descriptors.
+    max_pending_connections: int = 512
+    # HTTP/2 in clear text (prior knowledge or `Upgrade: h2c`). Off: it has
+    # none of the websocket guarantees above (docs/SECURITY.md).
+    http2: bool = False
     # Emit logs as JSON lines (one object per line) for log shippers.
     log_json: bool = False
     # A listening socket inherited from a supervisor (WORKERS > 1) or a
@@ -96,6 +116,16 @@ class Settings:
         host = f"[{raw}]" if ":" in raw else raw
         return f"{host}:{self.metrics_port}"
 
+    def frame_limits(self) -> Limits:
+        """The per-connection budget; never tighter than the message limit."""
+        return Limits(
+            frames_per_s=max(self.ws_frame_rate, 3 * self.ws_message_rate),
+            bytes_per_s=max(self.ws_byte_rate, 1024 * self.ws_message_rate),
+            fragments=self.ws_max_fragments,
+            message_s=self.ws_message_timeout,
+            pongs_per_s=self.ws_pong_rate,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -127,6 +157,23 @@ class Settings:
             ws_message_rate=_number(
                 env, "WS_MESSAGE_RATE", defaults.ws_message_rate, low=0.1, high=1e6
             ),
+            ws_frame_rate=_number(env, "WS_FRAME_RATE", defaults.ws_frame_rate, low=1.0, high=1e7),
+            ws_byte_rate=_number(env, "WS_BYTE_RATE", defaults.ws_byte_rate, low=64.0, high=1e10),
+            ws_max_fragments=_number(
+                env, "WS_MAX_FRAGMENTS", defaults.ws_max_fragments, low=1, high=1_000_000
+            ),
+            ws_message_timeout=_number(
+                env, "WS_MESSAGE_TIMEOUT", defaults.ws_message_timeout, low=0.1, high=3600.0
+            ),
+            ws_pong_rate=_number(env, "WS_PONG_RATE", defaults.ws_pong_rate, low=0.01, high=1e6),
+            max_pending_connections=_number(
+                env,
+                "MAX_PENDING_CONNECTIONS",
+                defaults.max_pending_connections,
+                low=1,
+                high=1_000_000,
+            ),
+            http2=_bool(env, "HTTP2", defaults.http2),
             log_json=_bool(env, "LOG_JSON", defaults.log_json),
             listen_fd=_optional_number(env, "LISTEN_FD", low=0, high=1 << 20),
             public_origins=_origins(env, "PUBLIC_ORIGINS", wildcard=False),
