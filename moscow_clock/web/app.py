@@ -24,6 +24,7 @@ from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
 from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 from .runtime import Runtime, current_runtime, on_metrics_listener
+from .pwa import register_shell
 from .views import blueprint
 
 __all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "create_app"]
@@ -64,6 +65,7 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     # wider than the plain mappings the endpoint reads.)
     app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
+    register_shell(app, ROOT / "static")
     app.while_serving(_run_ticker)
     app.while_serving(_publish_metrics)
     app.before_request(_screen_request)
