@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
 
-from moscow_clock.clock import moscow_time
+from moscow_clock.core.clock import moscow_time
 
 from .support.page import RECORD_FLIPS, recorded_flips, wait_until_synced
 from .support.server import ROOT, ServerProcess

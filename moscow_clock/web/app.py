@@ -23,8 +23,8 @@ from ..live.ticker import Ticker
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
 from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
-from .runtime import Runtime, current_runtime, on_metrics_listener
 from .pwa import register_shell
+from .runtime import Runtime, current_runtime, on_metrics_listener
 from .views import blueprint
 
 __all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "create_app"]
