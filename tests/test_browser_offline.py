@@ -64,7 +64,7 @@ async def open_page(context: BrowserContext, url: str, *init_scripts: str) -> tu
 async def wait_for_worker(page: Page) -> None:
     """The service worker is active and controls this page (it claims it on activation)."""
     await page.evaluate("navigator.serviceWorker.ready")
-    await page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=10000)
+    await page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=10000)
 
 
 async def assert_ticking(page: Page, shift_ms: float = 0.0, seconds: float = 2.4) -> None:
@@ -229,11 +229,16 @@ async def test_a_deploy_replaces_the_cached_files(
     start_server(port=first.port, root=app_copy)
     await page.reload()
     assert await page.evaluate("globalThis.__deploy") == 2  # not the cached old module
-    await page.wait_for_function(
-        f"caches.keys().then((names) => names.length === 1 && names[0] !== {old_caches[0]!r})",
-        polling=200,
-        timeout=10000,
+    # The new worker installs, takes over and deletes the old cache.
+    deadline = time.monotonic() + 15
+    while len(caches := await page.evaluate("caches.keys()")) != 1 or caches == old_caches:
+        assert time.monotonic() < deadline, caches
+        await asyncio.sleep(0.2)
+    kept = await page.evaluate(
+        f"caches.open({caches[0]!r}).then((cache) => cache.match('/static/js/render.js'))"
+        ".then((response) => response.text())"
     )
+    assert "globalThis.__deploy = 2;" in kept
     await wait_until_synced(page)
     await page.reload()  # now from the new worker's cache
     assert await page.evaluate("globalThis.__deploy") == 2
