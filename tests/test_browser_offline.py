@@ -243,3 +243,55 @@ async def test_a_deploy_replaces_the_cached_files(
     await page.reload()  # now from the new worker's cache
     assert await page.evaluate("globalThis.__deploy") == 2
     assert problems.unexpected() == []
+
+
+async def test_offline_module_units(context: BrowserContext, server: ServerProcess) -> None:
+    """offline.js's pure parts over fakes, run where they run: in the browser."""
+    page = await context.new_page()
+    await page.goto(f"{server.url}/healthz")
+    results = await page.evaluate(
+        """async () => {
+      const { OffsetStore, formatSyncedAt } = await import("/static/js/offline.js");
+      const memory = () => {
+        const items = new Map();
+        return { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)),
+                 removeItem: (k) => items.delete(k), items };
+      };
+      const broken = { getItem() { throw new Error("x"); }, setItem() { throw new Error("x"); },
+                       removeItem() { throw new Error("x"); } };
+      const now = Date.UTC(2026, 10, 26, 19, 40, 5);
+      const store = new OffsetStore(memory());
+      const saved = store.save(1500, 4, now - 60_000);
+      const loaded = store.load(now);
+      const setBack = store.load(now - 3_600_000);  // device clock set back an hour since
+      const refused = [
+        store.save(NaN, 4, now), store.save(1, -1, now), store.save(1, 4, 0),
+        store.save(400 * 86_400_000, 4, now),
+      ];
+      const damaged = new OffsetStore(memory());
+      damaged.storage.setItem("moscow-clock:offset", "[1,2");
+      const fromDamaged = damaged.load(now);
+      const removed = damaged.storage.items.size;
+      return {
+        saved, loaded, setBack, refused, fromDamaged, removed,
+        noStorage: [new OffsetStore(null).load(now), new OffsetStore(null).save(1, 1, now)],
+        brokenStorage: [new OffsetStore(broken).load(now), new OffsetStore(broken).save(1, 1, now)],
+        sameDay: formatSyncedAt(now - 60_000, now, 10800, "en"),
+        otherDay: formatSyncedAt(now - 86_400_000, now, 10800, "en"),
+        russian: formatSyncedAt(now - 86_400_000, now, 10800, "ru"),
+        badLocale: formatSyncedAt(now, now, 10800, "not a locale!"),
+      };
+    }"""
+    )
+    assert results["saved"] is True
+    assert results["loaded"] == {"offsetMs": 1500, "uncertaintyMs": 4, "syncedAt": 1795721945000}
+    assert results["setBack"] is None
+    assert results["refused"] == [False, False, False, False]
+    assert results["fromDamaged"] is None
+    assert results["removed"] == 0
+    assert results["noStorage"] == [None, False]
+    assert results["brokenStorage"] == [None, False]
+    assert results["sameDay"] == "22:39"
+    assert results["otherDay"] == "November 25 at 22:40"
+    assert results["russian"] == "25 ноября в 22:40"
+    assert results["badLocale"] == "22:40"
