@@ -45,7 +45,7 @@ image: ## build the slim image as moscow-clock:slim (Docker, or podman with the 
 image-distroless: ## build the distroless image as moscow-clock:distroless
 	$(WITH_CONTAINERS) scripts/build-image distroless moscow-clock:distroless
 
-screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot.png
+screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot{,-dark,-kiosk}.png
 	scripts/ensure-browser $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m tests.support.screenshot docs/screenshot.png
 
