@@ -104,6 +104,14 @@ async def test_installable_manifest_and_icons(
     await wait_for_worker(page)
     scope = await page.evaluate("navigator.serviceWorker.ready.then((r) => r.scope)")
     assert scope == f"{server.url}/"
+    # Chromium's own reading of the manifest: no errors, and installable but
+    # for Playwright's contexts being incognito.
+    cdp = await context.new_cdp_session(page)
+    parsed = await cdp.send("Page.getAppManifest")
+    assert parsed["errors"] == []
+    assert parsed["manifest"]["name"] == "Moscow time"
+    installability = await cdp.send("Page.getInstallabilityErrors")
+    assert {e["errorId"] for e in installability["installabilityErrors"]} <= {"in-incognito"}
     assert problems == []
 
 
