@@ -14,7 +14,7 @@ WITH_CONTAINERS := if [ -f $(CONTAINERS_ENV) ]; then . $(CONTAINERS_ENV); fi;
 PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: help run check lint test image image-distroless screenshot bench bench-accuracy bench-soak audit lock clean
+.PHONY: help run check lint test image image-distroless screenshot icons bench bench-accuracy bench-soak audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,9 +45,13 @@ image: ## build the slim image as moscow-clock:slim (Docker, or podman with the 
 image-distroless: ## build the distroless image as moscow-clock:distroless
 	$(WITH_CONTAINERS) scripts/build-image distroless moscow-clock:distroless
 
-screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot.png
+screenshot: $(TEST_VENV)/.installed ## render the live page in Chromium to docs/screenshot{,-dark,-kiosk}.png
 	scripts/ensure-browser $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m tests.support.screenshot docs/screenshot.png
+
+icons: $(TEST_VENV)/.installed ## render the app icons (static/icons/*.png) from static/favicon.svg in Chromium
+	scripts/ensure-browser $(TEST_VENV)
+	$(TEST_VENV)/bin/python -m tests.support.icons static/icons
 
 bench: $(TEST_VENV)/.installed ## clients per process: lateness, memory, CPU vs the naive loop (docs/PERFORMANCE.md)
 	$(TEST_VENV)/bin/python -m bench.run --json bench/results.json $(BENCH_ARGS)

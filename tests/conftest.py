@@ -40,8 +40,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start real servers (`start_server(PORT=..., WORKERS=...)`); all are killed at the end."""
     started: list[ServerProcess] = []
 
-    def start(port: int | None = None, **env: str) -> ServerProcess:
-        server = ServerProcess(tmp_path, port=port, **env)
+    def start(port: int | None = None, root: Path | None = None, **env: str) -> ServerProcess:
+        server = ServerProcess(tmp_path, port=port, **({"root": root} if root else {}), **env)
         started.append(server)
         return server.start()
 

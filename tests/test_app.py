@@ -28,9 +28,14 @@ async def test_page_shows_moscow_time_without_javascript(app: Quart) -> None:
 async def test_page_has_no_inline_script_or_style(app: Quart) -> None:
     response = await app.test_client().get("/")
     html = await response.get_data(as_text=True)
+    # One script, and one JSON data block (strings; never executed, so the CSP allows it).
     assert re.findall(r"<script\b[^>]*>", html) == [
-        '<script type="module" src="/static/js/main.js">'
+        '<script type="module" src="/static/js/main.js">',
+        '<script type="application/json" id="strings">',
     ]
+    block = re.search(r'<script type="application/json" id="strings">(.*?)</script>', html, re.S)
+    assert block is not None
+    assert all(isinstance(text, str) for text in json.loads(block.group(1)).values())
     assert "<style" not in html
     assert " style=" not in html
     assert not re.search(r"\son[a-z]+\s*=", html)  # no inline event handlers

@@ -26,6 +26,7 @@ from ..live.ticker import Ticker
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
 from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
+from .pwa import register_shell
 from .runtime import Runtime, current_runtime, on_metrics_listener
 from .views import blueprint
 
@@ -84,6 +85,7 @@ def create_app(
     # wider than the plain mappings the endpoint reads.)
     app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
+    register_shell(app, ROOT / "static")
     app.while_serving(_run_ticker)
     app.while_serving(_watch_the_clock)
     app.while_serving(_publish_metrics)

@@ -137,6 +137,11 @@ export class ClockConnection {
     }
   }
 
+  /** The network is back ("online"): try now rather than wait out the backoff. */
+  retryNow() {
+    if (this.socket === null && this.retry !== null) this.connect("reconnecting");
+  }
+
   retryLater() {
     this.handlers.onState("reconnecting");
     this.retry = setTimeout(() => this.connect("reconnecting"), backoffDelay(this.attempt++));

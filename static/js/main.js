@@ -1,7 +1,10 @@
 // Wires the page: server-authoritative time, painted on the true second.
 import { ClockConnection } from "./connection.js";
+import { setUpWallScreen } from "./kiosk.js";
+import { OfflineShell } from "./offline.js";
 import { OffsetEstimator, localNow } from "./offset.js";
 import { ClockFace, SecondScheduler, moscowParts } from "./render.js";
+import { pageStrings } from "./strings.js";
 
 const SAMPLES_PER_SYNC = 5;
 const RESYNC_EVERY_MS = 60_000;
@@ -19,6 +22,8 @@ const app = document.getElementById("app");
 const statusEl = document.getElementById("status");
 const accuracyEl = document.getElementById("accuracy");
 const fullscreenButton = document.getElementById("fullscreen");
+const strings = pageStrings(document);
+const offline = new OfflineShell(app, strings);
 
 const accuracyText = accuracyEl.dataset; // the sentences, from the server's page
 const estimator = new OffsetEstimator();
@@ -30,10 +35,17 @@ const scheduler = new SecondScheduler(trueNow, (now) => face.show(moscowParts(no
 const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 const connection = new ClockConnection(wsUrl, { onOpen: resync, onTick, onState }, localNow);
 let syncing = false;
+let connectionState = "connecting";
 
-seedFromPageLoad(Number(app.dataset.serverMs));
+// A page from the service worker's cache carries an old server time: it runs
+// on the offset measured last time instead (or the bare device clock).
+if (offline.fromCache) estimator.fallback = offline.restoreOffset(localNow());
+else seedFromPageLoad(Number(app.dataset.serverMs));
 scheduler.refresh();
 connection.start();
+offline.registerWorker();
+addEventListener("online", () => connection.retryNow());
+addEventListener("offline", () => onState(connectionState));
 setInterval(resync, RESYNC_EVERY_MS);
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") {
@@ -52,6 +64,12 @@ window.addEventListener("pageshow", (event) => {
   if (event.persisted) checkForSuspend() || wake(0);
 });
 setUpFullscreen();
+setUpWallScreen({
+  app,
+  button: document.getElementById("keep-awake"),
+  notice: document.getElementById("notice"),
+  strings,
+});
 
 /**
  * The page's own HTTP request is the first sample: the server stamped
@@ -71,16 +89,18 @@ function seedFromPageLoad(serverMs) {
 async function resync() {
   if (syncing) return;
   syncing = true;
+  let synced = 0;
   try {
     for (let i = 0; i < SAMPLES_PER_SYNC; i += 1) {
       const sample = await connection.sync();
       if (!sample) break;
       estimator.setServerError(sample.errorMs);
-      estimator.addSample(sample.t0, sample.serverMs, sample.t1);
+      if (estimator.addSample(sample.t0, sample.serverMs, sample.t1)) synced += 1;
     }
   } finally {
     syncing = false;
   }
+  if (synced > 0) offline.synced(trueNow(), Date.now(), estimator.uncertainty);
   scheduler.refresh();
   showAccuracy();
 }
@@ -115,9 +135,12 @@ function onTick(tick, receivedAt) {
 }
 
 function onState(state) {
-  if (statusEl.dataset.state === state) return;
-  statusEl.dataset.state = state;
-  statusEl.textContent = STATUS_TEXT[state];
+  connectionState = state;
+  const offlineText = offline.statusText(state, trueNow(), utcOffsetS);
+  const shown = offlineText ? "offline" : state;
+  const text = offlineText ?? STATUS_TEXT[state];
+  if (statusEl.dataset.state !== shown) statusEl.dataset.state = shown;
+  if (statusEl.textContent !== text) statusEl.textContent = text;
 }
 
 /**

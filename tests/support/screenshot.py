@@ -23,11 +23,17 @@ async def screenshot(path: Path) -> None:
             browser = await playwright.chromium.launch(
                 executable_path=system_chromium(), args=CHROMIUM_ARGS
             )
-            for scheme, target in (("light", path), ("dark", path.with_stem(f"{path.stem}-dark"))):
+            variants = (
+                ("light", "/", path),
+                ("dark", "/", path.with_stem(f"{path.stem}-dark")),
+                # A wall screen: no controls, no cursor, the screen kept on.
+                ("dark", "/?kiosk=1", path.with_stem(f"{path.stem}-kiosk")),
+            )
+            for scheme, where, target in variants:
                 page = await browser.new_page(
                     viewport={"width": 1280, "height": 720}, color_scheme=scheme
                 )
-                await page.goto(server.url)
+                await page.goto(f"{server.url}{where}")
                 await wait_until_synced(page)
                 await page.screenshot(path=target)
                 print(f"wrote {target}")

@@ -23,8 +23,11 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, log_dir: Path, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, log_dir: Path, port: int | None = None, root: Path = ROOT, **env: str
+    ) -> None:
         self.port = port or free_port()
+        self.root = root  # a copy of the app elsewhere serves that copy (a "deploy")
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
         self.log_path = log_dir / f"server-{self.port}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -42,7 +45,7 @@ class ServerProcess:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moscow_clock"],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
