@@ -20,7 +20,7 @@ PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 TRANSLATIONS := moscow_clock/translations
 COMPILE_TRANSLATIONS = $(1)/bin/pybabel -q compile --domain messages --directory $(TRANSLATIONS)
 
-.PHONY: help run check lint test translations image image-distroless screenshot bench bench-accuracy bench-soak audit lock clean
+.PHONY: help run check lint test translations image image-distroless screenshot icons bench bench-accuracy bench-soak audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,10 +62,14 @@ image: ## build the slim image as moscow-clock:slim (Docker, or podman with the 
 image-distroless: ## build the distroless image as moscow-clock:distroless
 	$(WITH_CONTAINERS) scripts/build-image distroless moscow-clock:distroless
 
-screenshot: $(TEST_VENV)/.installed ## render light, dark, Russian and embed screenshots to docs/screenshot*.png
+screenshot: $(TEST_VENV)/.installed ## render light, dark, kiosk, Russian and embed screenshots to docs/screenshot*.png
 	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	scripts/ensure-browser $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m tests.support.screenshot docs/screenshot.png
+
+icons: $(TEST_VENV)/.installed ## render the app icons (static/icons/*.png) from static/favicon.svg in Chromium
+	scripts/ensure-browser $(TEST_VENV)
+	$(TEST_VENV)/bin/python -m tests.support.icons static/icons
 
 bench: $(TEST_VENV)/.installed ## clients per process: lateness, memory, CPU vs the naive loop (docs/PERFORMANCE.md)
 	$(TEST_VENV)/bin/python -m bench.run --json bench/results.json $(BENCH_ARGS)

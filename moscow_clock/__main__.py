@@ -13,11 +13,11 @@ from .server.serve import Service, run
 
 
 def build(settings: Settings) -> Service:
-    from .web.app import create_app  # not needed by a WORKERS>1 supervisor
+    from .web.app import SECURITY_HEADERS, create_app  # not needed by a WORKERS>1 supervisor
     from .web.runtime import runtime_of
 
     app = create_app(settings=settings)
-    return Service(app, runtime_of(app).ticker.drain)
+    return Service(app, runtime_of(app).ticker.drain, tuple(SECURITY_HEADERS.items()))
 
 
 def main() -> int:

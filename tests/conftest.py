@@ -11,6 +11,7 @@ from playwright.async_api import Browser, Error, async_playwright
 from quart import Quart
 
 from moscow_clock import create_app
+from moscow_clock.core.clockstate import ClockState
 
 from .support.browser import CHROMIUM_ARGS, browser_required, system_chromium
 from .support.containers import images_required
@@ -25,9 +26,13 @@ hypothesis.settings.load_profile("project")
 FIXED_MS = 1795722005250.0
 
 
+# A well-synchronised server clock, for tests that are not about the clock's health.
+SYNCED = ClockState(synchronized=True, max_error_ms=12.0, estimated_error_ms=1.5)
+
+
 @pytest.fixture
 def app() -> Quart:
-    return create_app(clock=lambda: FIXED_MS)
+    return create_app(clock=lambda: FIXED_MS, clock_source=lambda: SYNCED)
 
 
 @pytest.fixture
@@ -35,8 +40,14 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start real servers (`start_server(PORT=..., WORKERS=...)`); all are killed at the end."""
     started: list[ServerProcess] = []
 
-    def start(port: int | None = None, module: str = "moscow_clock", **env: str) -> ServerProcess:
-        server = ServerProcess(tmp_path, port=port, module=module, **env)
+    def start(
+        port: int | None = None,
+        root: Path | None = None,
+        module: str = "moscow_clock",
+        **env: str,
+    ) -> ServerProcess:
+        extra = {"root": root} if root else {}
+        server = ServerProcess(tmp_path, port=port, module=module, **extra, **env)
         started.append(server)
         return server.start()
 

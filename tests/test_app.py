@@ -28,11 +28,18 @@ async def test_page_shows_moscow_time_without_javascript(app: Quart) -> None:
 async def test_page_has_no_inline_script_or_style(app: Quart) -> None:
     response = await app.test_client().get("/")
     html = await response.get_data(as_text=True)
-    # One module, and a JSON data block (never executed) with the page's strings.
+    # One module, and one JSON data block (language, hours and the strings the
+    # script shows; never executed, so the CSP allows it).
     assert re.findall(r"<script\b[^>]*>", html) == [
         '<script type="module" src="/static/js/main.js">',
         '<script type="application/json" id="page-data">',
     ]
+    block = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S)
+    assert block is not None
+    data = json.loads(block.group(1))
+    assert (data["lang"], data["hours"]) == ("en", 24)
+    assert data["strings"]
+    assert all(isinstance(text, str) for text in data["strings"].values())
     assert "<style" not in html
     assert " style=" not in html
     assert not re.search(r"\son[a-z]+\s*=", html)  # no inline event handlers
@@ -57,6 +64,12 @@ async def test_api_time(app: Quart) -> None:
             "sunrise": "2026-11-26T08:26:21+03:00",
             "sunset": "2026-11-26T16:06:43+03:00",
             "day_length_s": 27622,
+        },
+        "clock": {
+            "synchronized": True,
+            "max_error_ms": 12.0,
+            "estimated_error_ms": 1.5,
+            "reference_offset_ms": None,
         },
     }
 

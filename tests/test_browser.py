@@ -4,22 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, WebSocketRoute, expect
 
 from moscow_clock.core.clock import moscow_time
+from moscow_clock.core.clockstate import ClockState
 
 from .support.delay_proxy import DelayProxy
 from .support.page import RECORD_FLIPS, Flip, median_error_ms, recorded_flips, wait_until_synced
 from .support.server import ServerProcess
+from .test_clock_health import UNSYNCED, write_state
 
 pytestmark = pytest.mark.browser
 
 Start = Callable[..., ServerProcess]
+
+
+SYNCED_12MS = ClockState(synchronized=True, max_error_ms=12.0, estimated_error_ms=1.0)
+UNKNOWN_STATE = ClockState(synchronized=None, max_error_ms=None, estimated_error_ms=None)
+
+
+@pytest.fixture
+def synced_server(start_server: Start, tmp_path: Path) -> ServerProcess:
+    """A server whose clock is synchronised (12 ms maximum error), so the page
+    may judge the device clock; this machine's own kernel clock is not."""
+    state = tmp_path / "clock.json"
+    write_state(state, SYNCED_12MS)
+    return start_server(CLOCK_STATE_FILE=str(state))
 
 
 async def open_clock(browser: Browser, url: str, skew_s: float = 0.0) -> tuple[Page, list[str]]:
@@ -84,14 +101,122 @@ async def test_page_shows_live_moscow_time(browser: Browser, server: ServerProce
 
 @pytest.mark.parametrize("skew_s", [3600.0, -37.0], ids=["device-1h-ahead", "device-37s-behind"])
 async def test_a_wrong_device_clock_does_not_matter(
-    browser: Browser, server: ServerProcess, skew_s: float
+    browser: Browser, synced_server: ServerProcess, skew_s: float
 ) -> None:
-    page, problems = await open_clock(browser, server.url, skew_s=skew_s)
+    page, problems = await open_clock(browser, synced_server.url, skew_s=skew_s)
     await wait_until_synced(page)
     assert_exact(await watch_flips(page, 3.4), count=3)
     accuracy = await page.text_content("#accuracy")
     assert accuracy is not None
     assert ("ahead" if skew_s > 0 else "behind") in accuracy
+    assert problems == []
+
+
+UNVERIFIED = "The server's time is not verified, so your device clock is not judged"
+
+
+@pytest.mark.parametrize(
+    ("state", "skew_s"),
+    [
+        (SYNCED_12MS, 0.0),
+        (SYNCED_12MS, -37.0),
+        (UNSYNCED, -37.0),
+        (UNKNOWN_STATE, -37.0),
+    ],
+    ids=["synchronised", "synchronised-device-behind", "unsynchronised", "unknown"],
+)
+async def test_accuracy_line_follows_the_servers_clock(
+    browser: Browser, start_server: Start, tmp_path: Path, state: ClockState, skew_s: float
+) -> None:
+    """The "±" includes the server's own error; an unverified server judges no device clock."""
+    state_file = tmp_path / "clock.json"
+    write_state(state_file, state)
+    server = start_server(CLOCK_STATE_FILE=str(state_file))
+    page, problems = await open_clock(browser, server.url, skew_s=skew_s)
+    await wait_until_synced(page)
+    accuracy = await page.text_content("#accuracy")
+    assert accuracy is not None
+    if not state.synchronized:
+        assert accuracy == UNVERIFIED
+        assert "behind" not in accuracy
+    else:
+        verdict = r"exact" if skew_s == 0 else r"(3[67]\.\d) s behind"
+        match = re.fullmatch(rf"Your device clock is {verdict} \(±(\d+(?:\.\d)?) ms\)", accuracy)
+        assert match, accuracy
+        bound_ms = float(match.groups()[-1])
+        assert 12 <= bound_ms < 40  # 12 ms from the server + half a loopback round trip
+    # Whatever the server's state, the page shows the server's time.
+    assert_exact(await watch_flips(page, 2.4), count=2)
+    assert problems == []
+
+
+class SleepyNetwork:
+    """Relays the page's websockets through Playwright; `sleep()` silences
+    every socket open now for good, as a suspend does to a live connection."""
+
+    def __init__(self) -> None:
+        self.sockets: list[dict[str, bool]] = []
+
+    def relay(self, ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+        link = {"dead": False}
+        self.sockets.append(link)
+        ws.on_message(lambda message: None if link["dead"] else upstream.send(message))
+        upstream.on_message(lambda message: None if link["dead"] else ws.send(message))
+
+    def sleep(self) -> None:
+        for link in self.sockets:
+            link["dead"] = True
+
+
+async def shown_is_right(page: Page) -> bool:
+    before = time.time() * 1000
+    text = await page.text_content("#clock")
+    after = time.time() * 1000
+    return text in {moscow_time(before).hms, moscow_time(after).hms}
+
+
+async def test_the_page_is_right_within_a_second_of_waking_from_sleep(
+    browser: Browser, synced_server: ServerProcess
+) -> None:
+    """A suspend: the page's monotonic clock (performance.now) and its timers
+    stand still for 6 s while the wall clock runs on, and the network drops
+    the socket. Waking, the page must show the right second again within 1 s:
+    long before its watchdog (4.5 s of silence, on the stalled clock) or a
+    tick on a new connection would have put it right."""
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    network = SleepyNetwork()
+    await page.route_web_socket(re.compile(r".*/ws$"), network.relay)
+    await page.clock.install()
+    await page.goto(synced_server.url)
+    await wait_until_synced(page)
+    assert await shown_is_right(page)
+
+    # Sleep: page.clock stops performance.now() and every timer; the socket goes silent.
+    await page.clock.pause_at(datetime.now(UTC) + timedelta(milliseconds=20))
+    network.sleep()
+    await asyncio.sleep(6)
+    assert not await shown_is_right(page)  # frozen six seconds behind
+    # Wake: the wall clock has run on (the RTC), the monotonic clock has not.
+    await page.clock.set_system_time(datetime.now(UTC))
+    await page.clock.resume()
+    woke = time.monotonic()
+    while not await shown_is_right(page):
+        assert time.monotonic() - woke < 1.0, await page.text_content("#clock")
+        await asyncio.sleep(0.02)
+    right_after_s = time.monotonic() - woke
+    # It reconnected at once (the old socket is dead), re-synced, and stays right.
+    await page.wait_for_function(
+        "() => document.getElementById('status').dataset.state === 'live'", timeout=1000
+    )
+    assert len(network.sockets) == 2
+    assert time.monotonic() - woke < 1.5
+    print(f"\nright again {right_after_s * 1000:.0f} ms after waking")
+    for _ in range(10):
+        await asyncio.sleep(0.2)
+        assert await shown_is_right(page)
     assert problems == []
 
 
@@ -164,10 +289,23 @@ async def test_page_modules_units(browser: Browser, server: ServerProcess) -> No
       const afterTick = est.offset;
       const quiet = est.observeTick(21000, 6500);  // consistent with 15000: no change
 
+      // The server's own error widens the bound; null means "not verified".
+      const srv = new OffsetEstimator();
+      srv.addSample(1000, 5050, 1100);  // rtt 100
+      const unverified = [srv.verified, srv.uncertainty];
+      srv.setServerError(12);
+      const verified = [srv.verified, srv.uncertainty];
+      srv.setServerError(null);
+      const lostIt = srv.verified;
+      // After a 60 s suspend the offset carries across the gap, to 500 ppm.
+      srv.setServerError(2);
+      srv.reanchor(60000);
+      const slept = [srv.samples.length, srv.offset, srv.uncertainty];
+
       const jitter = [0, 1, 2, 3, 10].map(
         (a) => [backoffDelay(a, () => 0), backoffDelay(a, () => 1)]);
       return {
-        best, rejected, corrected, afterTick, quiet,
+        best, rejected, corrected, afterTick, quiet, unverified, verified, lostIt, slept,
         parts: moscowParts(Date.UTC(2026, 10, 26, 19, 40, 5, 999), 10800),
         before1970: moscowParts(-1, 10800).hms,
         untilNext: [msUntilNextSecond(1000), msUntilNextSecond(1999), msUntilNextSecond(-1)],
@@ -180,6 +318,10 @@ async def test_page_modules_units(browser: Browser, server: ServerProcess) -> No
     assert results["corrected"] is True
     assert results["afterTick"] == 15000
     assert results["quiet"] is False
+    assert results["unverified"] == [False, 50]
+    assert results["verified"] == [True, 62]
+    assert results["lostIt"] is False
+    assert results["slept"] == [0, 64000, 50 + 30 + 2]
     assert results["parts"] == {
         "secondMs": 1795722005000,
         "hms": "22:40:05",

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ from moscow_clock.core.sun import day_length_parts, sun_day
 from .support.other_origin import ParentPage
 from .support.page import wait_until_synced
 from .support.server import ServerProcess
+from .test_browser import SYNCED_12MS
+from .test_clock_health import UNSYNCED, write_state
 
 pytestmark = pytest.mark.browser
 
@@ -56,6 +59,15 @@ async def new_page(context: BrowserContext) -> tuple[Page, list[str]]:
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
     return page, problems
+
+
+@pytest.fixture
+def synced_server(start_server: Start, tmp_path: Path) -> ServerProcess:
+    """A server that vouches for its clock (this machine's kernel clock does
+    not), so the page judges the device clock in the visitor's language."""
+    state = tmp_path / "clock.json"
+    write_state(state, SYNCED_12MS)
+    return start_server(CLOCK_STATE_FILE=str(state))
 
 
 @pytest.fixture
@@ -104,13 +116,14 @@ def expected_face(iso: str, lang: str, hours: int) -> dict[str, str]:
 )
 async def test_language_and_hours_live(
     browser: Browser,
-    server: ServerProcess,
+    synced_server: ServerProcess,
     locale: str,
     query: str,
     lang: str,
     hours: int,
     vary: bool,
 ) -> None:
+    server = synced_server
     context = await browser.new_context(locale=locale)  # sets Accept-Language too
     page, problems = await new_page(context)
     response = await page.goto(server.url + "/" + query)
@@ -127,10 +140,54 @@ async def test_language_and_hours_live(
     assert accuracy
     assert accuracy.startswith({"en": "Your device clock is", "ru": "Часы вашего устройства"}[lang])
     if lang == "ru":
-        assert " мс" in accuracy or " с" in accuracy  # CLDR units in Russian
+        assert " мс" in accuracy or " с" in accuracy  # the catalogue's units in Russian
         assert await page.text_content("h1") == "Московское время"
     assert problems == []
     await context.close()
+
+
+@pytest.mark.parametrize(
+    ("lang", "sentence", "live"),
+    [
+        (
+            "ru",
+            "Время сервера не подтверждено, поэтому часы вашего устройства не оцениваются",
+            "На связи",
+        ),
+        ("en", "The server's time is not verified, so your device clock is not judged", "Live"),
+    ],
+)
+async def test_an_unverified_server_says_so_in_the_pages_language(
+    browser: Browser, start_server: Start, tmp_path: Path, lang: str, sentence: str, live: str
+) -> None:
+    """Issue 11's sentence, through the catalogues: the server cannot vouch
+    for its clock, so the page judges no one's device clock, in Russian too."""
+    state = tmp_path / "clock.json"
+    write_state(state, UNSYNCED)
+    server = start_server(CLOCK_STATE_FILE=str(state))
+    context = await browser.new_context(locale="en-US")
+    page, problems = await new_page(context)
+    await page.goto(f"{server.url}/?lang={lang}")
+    await expect(page.locator("#status")).to_have_text(live)
+    await expect(page.locator("#accuracy")).to_have_text(sentence)
+    assert await page.get_attribute("#accuracy", "data-state") == "unverified"
+    assert problems == []
+    await context.close()
+
+
+async def test_kiosk_hides_the_language_and_hours_links(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    page, problems = await new_page(context)
+    await page.goto(server.url + "/?lang=ru&kiosk=1")
+    await expect(page.locator("#status")).to_have_text("На связи")
+    await expect(page.locator("nav.options")).to_be_hidden()
+    await expect(page.locator("#fullscreen")).to_be_hidden()
+    await expect(page.locator("#keep-awake")).to_be_hidden()
+    await page.goto(server.url + "/?lang=ru")
+    await expect(page.locator("nav.options")).to_be_visible()
+    await expect(page.get_by_role("button", name="Не гасить экран")).to_be_visible()
+    assert problems == []
 
 
 async def test_the_russian_date_reads_as_cldr_writes_it(
@@ -274,6 +331,8 @@ VARIANTS = [
     "/?lang=en",
     "/?lang=ru",
     "/?lang=en&hours=12",
+    "/?lang=en&kiosk=1",  # kiosk: controls hidden, the wake-lock notice
+    "/?lang=ru&kiosk=1",
     "/embed?lang=en",
     "/embed?lang=ru&hours=12&date=0",
     "/?lang=ru&hours=13",  # the 400 page
@@ -339,13 +398,14 @@ async def test_keyboard_reaches_and_works_every_control(
     await page.goto(server.url + "/?lang=en")
     await expect(page.locator("#fullscreen")).to_be_visible()
     reached = []
-    for _ in range(3):
+    await expect(page.locator("#keep-awake")).to_be_visible()
+    for _ in range(4):
         await page.keyboard.press("Tab")
         reached.append(await page.evaluate("document.activeElement.textContent.trim()"))
         # A visible focus ring on whatever has focus.
         outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
         assert outline != "none", reached
-    assert reached == ["Full screen", "Русский", "12-hour clock"]
+    assert reached == ["Full screen", "Keep screen on", "Русский", "12-hour clock"]
     # Enter on the button goes full screen, and back.
     await page.locator("#fullscreen").focus()
     await page.keyboard.press("Enter")

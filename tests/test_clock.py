@@ -149,7 +149,8 @@ def test_time_snapshot_keeps_the_millisecond() -> None:
 def test_sync_reply_echoes_t0_exactly() -> None:
     t0 = 1795722005123.4567
     reply = json.loads(sync_reply(t0, 1795722005200.25))
-    assert reply == {"type": "sync", "t0": t0, "server_ms": 1795722005200.25}
+    assert reply == {"type": "sync", "t0": t0, "server_ms": 1795722005200.25, "error_ms": None}
+    assert json.loads(sync_reply(t0, 1.0, 12.34567))["error_ms"] == 12.346
 
 
 def test_zone_rules_come_from_tzdata_not_the_host(tmp_path: Path) -> None:

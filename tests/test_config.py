@@ -39,6 +39,29 @@ def test_environment_overrides() -> None:
     assert settings.graceful_timeout == 2.5
 
 
+def test_clock_settings() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.ntp_servers, defaults.ntp_interval) == ((), 64.0)
+    assert (defaults.clock_max_error_ms, defaults.clock_check) == (250.0, True)
+    assert defaults.clock_state_file is None
+    settings = Settings.from_env(
+        {
+            "NTP_SERVERS": "time.example 10.0.0.1:1123 [2001:db8::1]:124",
+            "NTP_INTERVAL": "1",
+            "CLOCK_MAX_ERROR_MS": "50",
+            "CLOCK_CHECK": "off",
+        }
+    )
+    assert settings.ntp_servers == (
+        ("time.example", 123),
+        ("10.0.0.1", 1123),
+        ("2001:db8::1", 124),
+    )
+    assert (settings.ntp_interval, settings.clock_max_error_ms) == (1.0, 50.0)
+    assert settings.clock_check is False
+    assert Settings.from_env({"CLOCK_CHECK": "on"}).clock_check is True
+
+
 def test_ipv6_host_is_bracketed() -> None:
     assert Settings.from_env({"HOST": "::"}).bind == "[::]:8000"
 
@@ -67,6 +90,11 @@ def test_blank_values_mean_default() -> None:
         # Nothing that could end the CSP directive reaches the header.
         ({"EMBED_ORIGINS": "https://a;b.example"}, "EMBED_ORIGINS: 'https://a;b.example'"),
         ({"EMBED_ORIGINS": "'self'"}, "EMBED_ORIGINS: \"'self'\" is not an origin"),
+        ({"NTP_SERVERS": "pool.ntp.org:ntp"}, "NTP_SERVERS: 'pool.ntp.org:ntp' is not host"),
+        ({"NTP_SERVERS": "a [::1]x"}, r"NTP_SERVERS: '\[::1\]x' is not host"),
+        ({"NTP_INTERVAL": "0.5"}, "NTP_INTERVAL=0.5 is out of range"),
+        ({"CLOCK_MAX_ERROR_MS": "0"}, "CLOCK_MAX_ERROR_MS=0 is out of range"),
+        ({"CLOCK_CHECK": "sometimes"}, "CLOCK_CHECK='sometimes' is not a boolean"),
     ],
 )
 def test_bad_values_are_refused_clearly(env: dict[str, str], message: str) -> None:

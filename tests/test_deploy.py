@@ -65,7 +65,9 @@ def test_deployment_drains_websockets_before_the_pod_goes() -> None:
     assert security["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    for probe in ("livenessProbe", "readinessProbe"):
+    # Readiness follows the clock's health; liveness and start-up do not.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for probe in ("livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthz"
     assert {"requests", "limits"} <= container["resources"].keys()
 
@@ -100,7 +102,7 @@ def test_compose_file_hardens_the_container() -> None:
     assert service["read_only"] is True
     assert service["cap_drop"] == ["ALL"]
     assert "no-new-privileges:true" in service["security_opt"]
-    assert service["healthcheck"]["test"][:2] == ["CMD", "python"]
+    assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "moscow_clock.healthcheck"]
 
 
 @pytest.mark.parametrize(

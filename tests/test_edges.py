@@ -113,6 +113,7 @@ async def test_public_origins_refuse_a_foreign_host(start_server: Start) -> None
     assert (await exchange(port, get("/", f"127.0.0.1:{port}".upper())))[0] == 200
     # Probes address the pod, not the public name.
     assert (await exchange(port, get("/healthz", EVIL)))[0] == 200
+    assert (await exchange(port, get("/readyz", EVIL)))[0] in (200, 503)  # not 421
     assert "Traceback" not in server.log()
 
 

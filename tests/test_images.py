@@ -7,11 +7,15 @@ import hashlib
 import json
 import re
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 import websockets
+
+from moscow_clock.core.clockstate import untrusted_reason
+from moscow_clock.live.kernelclock import kernel_clock_state
 
 from .support.containers import HARDENING, Container, Engine, images_required
 from .support.server import ROOT
@@ -123,6 +127,26 @@ async def test_serves_the_page_health_and_ticks(container: Container) -> None:
         first, _ = await next_tick(ws)
         second, _ = await next_tick(ws)
     assert int(second["epoch_ms"]) - int(first["epoch_ms"]) == 1000
+
+
+async def test_reads_the_kernel_clock_state_in_the_container(container: Container) -> None:
+    """adjtimex (read only) works unprivileged under --read-only --cap-drop ALL
+    --security-opt no-new-privileges and the engine's default seccomp profile."""
+    _, body = await asyncio.to_thread(fetch, f"{container.url}/api/time")
+    clock = json.loads(body)["clock"]
+    host = kernel_clock_state()
+    assert clock["synchronized"] is host.synchronized  # this machine: False
+    assert isinstance(clock["max_error_ms"], float)
+    assert isinstance(clock["estimated_error_ms"], float)
+    assert clock["reference_offset_ms"] is None
+    try:
+        status, ready = await asyncio.to_thread(fetch, f"{container.url}/readyz")
+    except urllib.error.HTTPError as error:
+        status, ready = error.code, error.read().decode()
+    trusted = untrusted_reason(host, None, 250) is None
+    assert status == (200 if trusted else 503), ready
+    # The image's HEALTHCHECK is liveness: it passes either way (see below).
+    assert "Traceback" not in container.logs()
 
 
 def test_runs_as_the_unprivileged_user_and_cannot_write(

@@ -203,5 +203,70 @@ async def test_api_time_ignores_page_parameters(app: Quart) -> None:
     response = await app.test_client().get("/api/time?lang=xx&hours=99", headers=RU)
     assert response.status_code == 200
     body = await response.get_json()
-    assert set(body) == {"tz", "iso", "epoch_ms", "utc_offset_s", "sun"}
+    assert set(body) == {"tz", "iso", "epoch_ms", "utc_offset_s", "sun", "clock"}
     assert "Vary" not in response.headers or "Accept-Language" not in response.headers["Vary"]
+
+
+async def test_the_scripts_strings_are_in_the_pages_language(app: Quart) -> None:
+    """Issue 11's accuracy line, 12b's offline status and wake-lock notices:
+    all in the one data block, translated like the rest of the page."""
+    _, html, _ = await get(app, "/", RU)
+    strings = page_data(html)["strings"]
+    assert isinstance(strings, dict)
+    assert strings["unverified"] == (
+        "Время сервера не подтверждено, поэтому часы вашего устройства не оцениваются"
+    )
+    assert strings["offline"] == "Нет сети — последняя синхронизация: %(when)s"
+    assert strings["wakeLockRefused"] == "Браузер не разрешил держать экран включённым"
+    assert (strings["ms"], strings["s"], strings["min"], strings["h"]) == (
+        "%(value)s мс",
+        "%(value)s с",
+        "%(value)s мин",
+        "%(value)s ч",
+    )
+    assert ">Не гасить экран</button>" in html
+    _, html, _ = await get(app, "/", EN)
+    strings = page_data(html)["strings"]
+    assert isinstance(strings, dict)
+    assert strings["unverified"] == (
+        "The server's time is not verified, so your device clock is not judged"
+    )
+    assert strings["offline"] == "Offline — last synchronised %(when)s"
+    assert ">Keep screen on</button>" in html
+    # One data block, no sentences left in attributes.
+    assert html.count('type="application/json"') == 1
+    assert "data-exact=" not in html
+
+
+async def test_embed_registers_no_service_worker_and_keeps_both_csp_parts(app: Quart) -> None:
+    _, html, headers = await get(app, "/embed", EN)
+    assert "data-service-worker" not in html
+    assert 'id="keep-awake"' not in html
+    assert 'rel="manifest"' not in html
+    assert "data-server-error-ms=" in html  # the same accuracy as the page
+    csp = headers["Content-Security-Policy"]
+    assert "frame-ancestors *" in csp
+    assert "worker-src 'self'" in csp
+    assert "manifest-src 'self'" in csp
+    _, html, headers = await get(app, "/", EN)
+    assert 'data-service-worker="/sw.js"' in html
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "worker-src 'self'" in headers["Content-Security-Policy"]
+
+
+async def test_the_manifest_speaks_the_pages_language(app: Quart) -> None:
+    response = await app.test_client().get("/manifest.webmanifest", headers=RU)
+    manifest = json.loads(await response.get_data(as_text=True))
+    assert (manifest["name"], manifest["lang"]) == ("Московское время", "ru")
+    assert manifest["description"] == "Точное московское время в реальном времени."
+    assert manifest["start_url"] == "/"
+    assert "Accept-Language" in response.headers["Vary"]
+    # Linked from a page with an explicit ?lang=, the app starts in it.
+    _, html, _ = await get(app, "/?lang=ru", EN)
+    assert '<link rel="manifest" href="/manifest.webmanifest?lang=ru">' in html
+    response = await app.test_client().get("/manifest.webmanifest?lang=ru", headers=EN)
+    manifest = json.loads(await response.get_data(as_text=True))
+    assert (manifest["name"], manifest["start_url"]) == ("Московское время", "/?lang=ru")
+    response = await app.test_client().get("/manifest.webmanifest?lang=xx", headers=EN)
+    manifest = json.loads(await response.get_data(as_text=True))
+    assert (manifest["name"], manifest["start_url"]) == ("Moscow time", "/")

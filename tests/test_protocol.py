@@ -14,7 +14,15 @@ NOW = 1795722005250.5
 def test_sync_is_answered_with_the_server_time() -> None:
     verdict = answer('{"type": "sync", "t0": 12.5}', NOW)
     assert isinstance(verdict, Reply)
-    assert json.loads(verdict.text) == {"type": "sync", "t0": 12.5, "server_ms": NOW}
+    assert json.loads(verdict.text) == {
+        "type": "sync",
+        "t0": 12.5,
+        "server_ms": NOW,
+        "error_ms": None,  # the server's time is not verified
+    }
+    verdict = answer('{"type": "sync", "t0": 12.5}', NOW, 3.5)
+    assert isinstance(verdict, Reply)
+    assert json.loads(verdict.text)["error_ms"] == 3.5
 
 
 def test_integer_t0_is_accepted() -> None:

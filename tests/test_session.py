@@ -27,10 +27,10 @@ async def settle() -> None:
 
 
 async def start(
-    ticker: Ticker, rate: float = 10.0
+    ticker: Ticker, rate: float = 10.0, error_ms: float | None = None
 ) -> tuple[FakeASGI, Session, asyncio.Task[object]]:
     fake = FakeASGI()
-    session = Session(fake.send, lambda: NOW, rate, Stats())
+    session = Session(fake.send, lambda: NOW, rate, Stats(), error_ms=lambda: error_ms)
 
     async def run() -> object:
         with ticker.subscription(session):
@@ -45,7 +45,17 @@ async def test_sync_is_answered_without_waiting_for_a_tick() -> None:
     fake, _, task = await start(Ticker())
     fake.client_sends('{"type":"sync","t0":42.5}')
     await settle()
-    assert [json.loads(m) for m in fake.sent] == [{"type": "sync", "t0": 42.5, "server_ms": NOW}]
+    assert [json.loads(m) for m in fake.sent] == [
+        {"type": "sync", "t0": 42.5, "server_ms": NOW, "error_ms": None}
+    ]
+    task.cancel()
+
+
+async def test_sync_reply_carries_the_servers_error_bound() -> None:
+    fake, _, task = await start(Ticker(), error_ms=7.25)
+    fake.client_sends('{"type":"sync","t0":1}')
+    await settle()
+    assert json.loads(fake.sent[0])["error_ms"] == 7.25
     task.cancel()
 
 

@@ -167,5 +167,7 @@ def time_snapshot(now_ms: float) -> dict[str, object]:
     }
 
 
-def sync_reply(t0: float, server_ms: float) -> str:
-    return _dumps({"type": "sync", "t0": t0, "server_ms": server_ms})
+def sync_reply(t0: float, server_ms: float, error_ms: float | None = None) -> str:
+    """`error_ms`: the server's own error bound (None: its time is not verified)."""
+    error = None if error_ms is None else round(error_ms, 3)
+    return _dumps({"type": "sync", "t0": t0, "server_ms": server_ms, "error_ms": error})

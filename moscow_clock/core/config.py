@@ -11,7 +11,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .budget import Limits
 from .origin import normalize_origin
+from .sntp import parse_servers
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -42,7 +44,7 @@ class Settings:
     # Origins whose pages may show /embed in a frame (CSP frame-ancestors);
     # "*" allows any. Every other page may never be framed.
     embed_origins: tuple[str, ...] = ("*",)
-    # Every websocket is pinged this often (server/tuning.py, one pinger per
+    # Every websocket is pinged this often (server/pinger.py, one pinger per
     # process); a peer silent (no pong, no message) for three intervals is
     # closed, so vanished clients are reaped.
     ws_ping_interval: float = 20.0
@@ -53,6 +55,25 @@ class Settings:
     # Messages per second a websocket client may send (bursts of three
     # seconds' worth, at least 30, pass); a sustained flood is closed with 1008.
     ws_message_rate: float = 10.0
+    # The budget for everything a websocket client sends (core/budget.py),
+    # far above what a page uses (a sync every few seconds, a pong every
+    # WS_PING_INTERVAL): frames per second of any kind (at least three per
+    # message WS_MESSAGE_RATE allows) and their payload bytes per second (at
+    # least 1 KiB per message), bursts of three seconds' worth; frames one
+    # message may span and seconds it may take; pings answered per second.
+    # Past it the connection is closed with 1008.
+    ws_frame_rate: float = 30.0
+    ws_byte_rate: float = 16384.0
+    ws_max_fragments: int = 32
+    ws_message_timeout: float = 5.0
+    ws_pong_rate: float = 2.0
+    # Connections that do not (yet) carry a websocket: requests, keep-alive,
+    # handshakes, closing websockets. Past it the oldest one is closed for
+    # the newcomer, so idle sockets cannot use up the descriptors.
+    max_pending_connections: int = 512
+    # HTTP/2 in clear text (prior knowledge or `Upgrade: h2c`). Off: it has
+    # none of the websocket guarantees above (docs/SECURITY.md).
+    http2: bool = False
     # Emit logs as JSON lines (one object per line) for log shippers.
     log_json: bool = False
     # A listening socket inherited from a supervisor (WORKERS > 1) or a
@@ -61,7 +82,7 @@ class Settings:
     # The public origins (scheme://host[:port]) this service is reached at.
     # Unset: any Host is served. Set: a request whose Host is none of them
     # gets 421 (DNS rebinding: a foreign name pointed at this address), and
-    # these origins may open /ws like ALLOWED_ORIGINS. /healthz is exempt.
+    # these origins may open /ws like ALLOWED_ORIGINS. /healthz and /readyz are exempt.
     public_origins: frozenset[str] = frozenset()
     # Serve /metrics only on this port (on METRICS_HOST, default HOST), and
     # 404 it on the public one; unset, /metrics is on the public port.
@@ -73,6 +94,18 @@ class Settings:
     # reads end-of-file the supervisor is gone (even SIGKILLed) and this
     # worker drains and exits. Set by the supervisor, not by operators.
     supervisor_fd: int | None = None
+    # NTP servers (host or host:port) to compare the local clock with, every
+    # NTP_INTERVAL seconds; none by default (the kernel's own state suffices).
+    ntp_servers: tuple[tuple[str, int], ...] = ()
+    ntp_interval: float = 64.0
+    # /readyz fails when the kernel's maximum error, or the offset from the
+    # NTP servers, exceeds this; CLOCK_CHECK=off makes /readyz ignore the
+    # clock altogether (hosts without NTP, development).
+    clock_max_error_ms: float = 250.0
+    clock_check: bool = True
+    # Testing hook: read the clock state from this JSON file instead of the
+    # kernel (never set in production; a warning is logged when it is).
+    clock_state_file: str | None = None
 
     @property
     def bind(self) -> str:
@@ -86,6 +119,16 @@ class Settings:
         raw = self.host if self.metrics_host is None else self.metrics_host
         host = f"[{raw}]" if ":" in raw else raw
         return f"{host}:{self.metrics_port}"
+
+    def frame_limits(self) -> Limits:
+        """The per-connection budget; never tighter than the message limit."""
+        return Limits(
+            frames_per_s=max(self.ws_frame_rate, 3 * self.ws_message_rate),
+            bytes_per_s=max(self.ws_byte_rate, 1024 * self.ws_message_rate),
+            fragments=self.ws_max_fragments,
+            message_s=self.ws_message_timeout,
+            pongs_per_s=self.ws_pong_rate,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +162,23 @@ class Settings:
             ws_message_rate=_number(
                 env, "WS_MESSAGE_RATE", defaults.ws_message_rate, low=0.1, high=1e6
             ),
+            ws_frame_rate=_number(env, "WS_FRAME_RATE", defaults.ws_frame_rate, low=1.0, high=1e7),
+            ws_byte_rate=_number(env, "WS_BYTE_RATE", defaults.ws_byte_rate, low=64.0, high=1e10),
+            ws_max_fragments=_number(
+                env, "WS_MAX_FRAGMENTS", defaults.ws_max_fragments, low=1, high=1_000_000
+            ),
+            ws_message_timeout=_number(
+                env, "WS_MESSAGE_TIMEOUT", defaults.ws_message_timeout, low=0.1, high=3600.0
+            ),
+            ws_pong_rate=_number(env, "WS_PONG_RATE", defaults.ws_pong_rate, low=0.01, high=1e6),
+            max_pending_connections=_number(
+                env,
+                "MAX_PENDING_CONNECTIONS",
+                defaults.max_pending_connections,
+                low=1,
+                high=1_000_000,
+            ),
+            http2=_bool(env, "HTTP2", defaults.http2),
             log_json=_bool(env, "LOG_JSON", defaults.log_json),
             listen_fd=_optional_number(env, "LISTEN_FD", low=0, high=1 << 20),
             public_origins=_origins(env, "PUBLIC_ORIGINS", wildcard=False),
@@ -126,6 +186,13 @@ class Settings:
             metrics_port=metrics_port,
             metrics_fd=_optional_number(env, "METRICS_FD", low=0, high=1 << 20),
             supervisor_fd=_optional_number(env, "SUPERVISOR_FD", low=0, high=1 << 20),
+            ntp_servers=_servers(env, "NTP_SERVERS"),
+            ntp_interval=_number(env, "NTP_INTERVAL", defaults.ntp_interval, low=1.0, high=1e9),
+            clock_max_error_ms=_number(
+                env, "CLOCK_MAX_ERROR_MS", defaults.clock_max_error_ms, low=0.001, high=1e9
+            ),
+            clock_check=_bool(env, "CLOCK_CHECK", defaults.clock_check),
+            clock_state_file=_raw(env, "CLOCK_STATE_FILE"),
         )
 
 
@@ -164,7 +231,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false, on or off)")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -205,3 +272,13 @@ def _embed_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         if origin != "*" and not _CSP_ORIGIN.match(origin):
             raise ConfigError(f"{name}: {origin!r} is not an origin like https://clock.example")
     return tuple(sorted(origins))
+
+
+def _servers(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    raw = _raw(env, name)
+    if raw is None:
+        return ()
+    try:
+        return parse_servers(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {str(error)!r} is not host, host:port or [v6]:port") from None

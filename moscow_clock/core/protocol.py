@@ -32,7 +32,7 @@ class Close:
 type Verdict = Reply | Close | None
 
 
-def answer(message: str | bytes, server_ms: float) -> Verdict:
+def answer(message: str | bytes, server_ms: float, error_ms: float | None = None) -> Verdict:
     """Answer one client message; unknown message types are ignored so newer
     pages keep working against an older server."""
     if isinstance(message, bytes):
@@ -48,7 +48,7 @@ def answer(message: str | bytes, server_ms: float) -> Verdict:
     t0 = _finite_number(request.get("t0"))
     if t0 is None:
         return Close(POLICY_VIOLATION, "sync needs a numeric t0")
-    return Reply(sync_reply(t0, server_ms))
+    return Reply(sync_reply(t0, server_ms, error_ms))
 
 
 def _finite_number(value: object) -> float | None:

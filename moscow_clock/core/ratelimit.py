@@ -28,10 +28,37 @@ class TokenBucket:
         return cls(rate=rate, burst=max(30.0, 3 * rate), now=now)
 
     def allow(self, now: float) -> bool:
+        return self.take(1.0, now)
+
+    def take(self, amount: float, now: float) -> bool:
+        """Spend `amount` tokens if there are that many (the bucket may go
+        down to zero, not below): whether they were there."""
         elapsed = max(0.0, now - self._last)  # monotonic, but never trust a step back
         self._last = now
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= amount:
+            self._tokens -= amount
             return True
         return False
+
+
+@dataclass(slots=True)
+class Every:
+    """Says yes at most once per `interval` seconds: for a log line that
+    would otherwise repeat thousands of times a second. Counts the rest."""
+
+    interval: float
+    _next: float = field(init=False, default=float("-inf"))
+    suppressed: int = field(init=False, default=0)
+
+    def due(self, now: float) -> bool:
+        if now < self._next:
+            self.suppressed += 1
+            return False
+        self._next = now + self.interval
+        return True
+
+    def take_suppressed(self) -> int:
+        """How many times it said no since it last said yes (and reset)."""
+        count, self.suppressed = self.suppressed, 0
+        return count

@@ -25,3 +25,22 @@ def text_frame(text: str) -> bytes:
     if length < 1 << 16:
         return struct.pack("!BBH", 0x81, 126, length) + payload
     return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
+# A masked client close frame: 2 header bytes, a 4-byte mask, up to 125 bytes.
+CLIENT_CLOSE_FRAME_MAX = 2 + 4 + 125
+
+
+def ends_with_client_close(data: bytes) -> bool:
+    """Whether `data` (the last bytes a client sent) ends with a complete,
+    masked close frame: how a server that has sent its own close frame, and
+    parses nothing more, knows that the client has answered it. A peer that
+    follows the RFC sends nothing after its close frame; one that does not is
+    held to the close deadline instead."""
+    for length in range(126):
+        start = len(data) - (6 + length)
+        if start < 0:
+            break
+        if data[start] == 0x88 and data[start + 1] == 0x80 | length:
+            return True
+    return False

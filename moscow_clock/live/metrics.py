@@ -15,6 +15,7 @@ aggregate them.
 
 from __future__ import annotations
 
+import math
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -29,6 +30,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from ..core.clockstate import ClockState, Reference
 from .admission import Gate
 from .stats import Stats
 from .ticker import Ticker
@@ -79,6 +81,34 @@ class Metrics:
             buckets=FANOUT_BUCKETS,
             registry=r,
         )
+        # The clock's health. Every worker reads the same kernel; across
+        # workers the most pessimistic live value wins (a worker that thinks
+        # the clock unsynchronised makes the sum 0), and the NTP offset is the
+        # most recent any worker measured. Unknown values are NaN.
+        self.clock_synchronized = Gauge(
+            "moscow_clock_clock_synchronized",
+            "1 if the kernel says the clock is synchronised, else 0 (also when unknown)",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.clock_max_error = Gauge(
+            "moscow_clock_clock_max_error_seconds",
+            "The kernel's maximum clock error (adjtimex maxerror; NaN if unknown)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.clock_estimated_error = Gauge(
+            "moscow_clock_clock_estimated_error_seconds",
+            "The kernel's estimated clock error (adjtimex esterror; NaN if unknown)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.clock_reference_offset = Gauge(
+            "moscow_clock_clock_reference_offset_seconds",
+            "Local clock minus the NTP servers' (lowest-delay sample; NaN if none)",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self._seen: dict[str, float] = {}
 
     def update(self, ticker: Ticker, stats: Stats, gate: Gate) -> None:
@@ -93,6 +123,14 @@ class Metrics:
         for seconds in ticker.take_fanout_samples():
             self.fanout.observe(seconds)
 
+    def update_clock(self, state: ClockState, reference: Reference | None) -> None:
+        self.clock_synchronized.set(1 if state.synchronized else 0)
+        self.clock_max_error.set(_seconds(state.max_error_ms))
+        self.clock_estimated_error.set(_seconds(state.estimated_error_ms))
+        self.clock_reference_offset.set(
+            _seconds(None if reference is None else reference.offset_ms)
+        )
+
     def render(self) -> bytes:
         if not self.multiprocess:
             return generate_latest(self.registry)
@@ -105,3 +143,7 @@ class Metrics:
         if growth > 0:
             counter.inc(growth)
             self._seen[key] = total
+
+
+def _seconds(ms: float | None) -> float:
+    return math.nan if ms is None else ms / 1000

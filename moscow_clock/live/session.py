@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from ..core.asgi import Message, Receive, Send
 from ..core.clock import Clock
@@ -33,8 +34,10 @@ class Session:
         stats: Stats,
         *,
         preframed: bool = False,
+        error_ms: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._send = send
+        self._error_ms = error_ms
         self._loop = asyncio.get_running_loop()
         self._clock = clock
         self._limit = TokenBucket.for_rate(message_rate, time.monotonic())
@@ -97,7 +100,9 @@ class Session:
                 FLOODING
                 if not self._limit.allow(time.monotonic())
                 else answer(
-                    message if message is not None else event.get("bytes") or b"", self._clock()
+                    message if message is not None else event.get("bytes") or b"",
+                    self._clock(),
+                    self._error_ms(),
                 )
             )
             if isinstance(verdict, Reply):

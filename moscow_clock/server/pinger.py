@@ -29,6 +29,13 @@ SILENT_INTERVALS = 3
 
 class _Watched:
     streams: ClassVar[weakref.WeakSet[WSStream]] = weakref.WeakSet()
+    failed: ClassVar[int] = 0  # pings that raised, since start
+
+
+def failed_pings() -> int:
+    """Pings that failed with an error since start (a closing stream is not one:
+    Hypercorn drops a ping it cannot send)."""
+    return _Watched.failed
 
 
 def configure(config: Config, interval: float) -> None:
@@ -59,5 +66,10 @@ async def ping_forever(interval: float) -> None:
 async def _ping(stream: WSStream) -> None:
     try:
         await stream._send_wsproto_event(Ping())
-    except Exception:  # a stream closing under us: nothing to ping
-        log.debug("ping failed", exc_info=True)
+    except Exception:
+        # Not a closing stream (that is no error): something is wrong, and
+        # without pings vanished peers are never reaped. Counted; the first
+        # with its traceback, then every hundredth.
+        _Watched.failed += 1
+        if _Watched.failed % 100 == 1:
+            log.warning("ping failed (%d so far)", _Watched.failed, exc_info=True)

@@ -16,8 +16,9 @@ import logging
 import os
 import resource
 import signal
+import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import NamedTuple
 
@@ -27,19 +28,22 @@ from hypercorn.config import Config
 from ..core.asgi import ASGIApp
 from ..core.config import Settings
 from ..core.headers import MAX_HEAD_BYTES
+from . import hypercorn as layer
 from . import pinger
-from . import tuning as hypercorn_tuning
 from .logs import AccessLogger
 from .logs import configure as configure_logging
 from .supervisor import IGNORED_SIGNALS, STOP_SIGNALS, Lifeline, leave_metrics_dir, supervise
 
 
 class Service(NamedTuple):
-    """What the server runs: an ASGI app, and how to drain it on a stop signal
-    (given the seconds it may take). The server knows nothing else of it."""
+    """What the server runs: an ASGI app, how to drain it on a stop signal
+    (given the seconds it may take), and the headers the app puts on every
+    response (the server's own refusals carry them too). The server knows
+    nothing else of it."""
 
     app: ASGIApp
     drain: Callable[[float], Awaitable[object]]
+    headers: Sequence[tuple[str, str]] = ()
 
 
 type Build = Callable[[Settings], Service]
@@ -51,10 +55,20 @@ FD_RESERVE = 64
 # Beyond GRACEFUL_TIMEOUT (+1 s for the hard deadline): the process exits even
 # if the loop cannot.
 LAST_RESORT_S = 3.0
+# Seconds a connection may take to send a request, or stay idle between two.
+REQUEST_TIMEOUT_S = 5.0
 
 
-def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
+def hypercorn_config(settings: Settings, headers: Sequence[tuple[str, str]] = ()) -> Config:
+    config = layer.ServerConfig(
+        layer.Options(
+            send_timeout=settings.send_timeout,
+            limits=settings.frame_limits(),
+            max_pending=settings.max_pending_connections,
+            http2=settings.http2,
+            headers=layer.Options.encode_headers(headers),
+        )
+    )
     config.bind = [
         f"fd://{settings.listen_fd}" if settings.listen_fd is not None else settings.bind
     ]
@@ -77,6 +91,9 @@ def hypercorn_config(settings: Settings) -> Config:
     # Room in the accept queue for a reconnect wave (the kernel caps it at
     # net.core.somaxconn); Hypercorn's default of 100 drops SYNs past that.
     config.backlog = 4096
+    # A connection that has not sent a whole request (headers) this long
+    # after it opened, or after its last response, is closed.
+    config.keep_alive_timeout = REQUEST_TIMEOUT_S
     return config
 
 
@@ -88,9 +105,8 @@ async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> No
         _arm_last_resort(settings.graceful_timeout + LAST_RESORT_S)
         await service.drain(settings.graceful_timeout)
 
-    server = asyncio.create_task(
-        hypercorn_serve(service.app, hypercorn_config(settings), shutdown_trigger=drained)
-    )
+    config = hypercorn_config(settings, service.headers)
+    server = asyncio.create_task(hypercorn_serve(service.app, config, shutdown_trigger=drained))
     stopping = asyncio.create_task(stop.wait())
     pinging = asyncio.create_task(pinger.ping_forever(settings.ws_ping_interval))
     try:
@@ -149,7 +165,7 @@ async def _serve_until_signalled(
                 loop.call_soon_threadsafe(stop.set)
 
         lifeline.watch(supervisor_gone)
-    hypercorn_tuning.apply(settings.send_timeout)
+    layer.AcceptErrors().install(loop)
     await serve(build(settings), settings, stop)
 
 
@@ -169,6 +185,9 @@ def fit_to_fd_limit(settings: Settings) -> Settings:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
                 soft = target
     room = soft - FD_RESERVE
+    if settings.max_pending_connections > max(room // 2, 1):
+        # Idle sockets may have at most half the descriptors.
+        settings = dataclasses.replace(settings, max_pending_connections=max(room // 2, 1))
     if settings.max_connections <= room:
         return settings
     log.warning(
@@ -183,6 +202,11 @@ def fit_to_fd_limit(settings: Settings) -> Settings:
 def run(build: Build, settings: Settings) -> int:
     """Serve in this process, or supervise WORKERS processes; the exit code."""
     configure_logging(settings.log_level, settings.log_json)
+    try:
+        layer.install()
+    except layer.GuardError as error:
+        print(f"moscow_clock: {error}", file=sys.stderr)
+        return 3
     if settings.workers > 1 and settings.listen_fd is None:
         return supervise(settings, hypercorn_config(settings))
     lifeline = None if settings.supervisor_fd is None else Lifeline(settings.supervisor_fd)

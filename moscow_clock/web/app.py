@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncGenerator
 from contextlib import suppress
@@ -17,6 +18,8 @@ from ..core.config import Settings
 from ..core.headers import MAX_HEAD_BYTES, head_size
 from ..core.origin import host_allowed
 from ..live.admission import Gate
+from ..live.clockmonitor import ClockMonitor, ClockSource
+from ..live.kernelclock import StateFile, kernel_clock_state
 from ..live.metrics import Metrics
 from ..live.stats import Stats
 from ..live.ticker import Ticker
@@ -24,16 +27,27 @@ from . import l10n
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
 from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS, content_security_policy
+from .pwa import register_shell
 from .runtime import Runtime, current_runtime, on_metrics_listener
 from .views import blueprint
 
 __all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "create_app"]
 
+log = logging.getLogger("moscow_clock.clock")
+
+# Paths the orchestrator's probes reach by the pod's address, not a public name.
+PROBES = frozenset(("/healthz", "/readyz"))
+
 # templates/ and static/ sit beside the package, in the repo and in the images.
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -> Quart:
+def create_app(
+    clock: Clock = wall_clock_ms,
+    settings: Settings | None = None,
+    clock_source: ClockSource | None = None,
+) -> Quart:
+    """`clock_source` replaces the kernel's clock state (tests)."""
     settings = settings or Settings()
     app = Quart(
         __name__,
@@ -62,6 +76,13 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
         gate=gate,
         stats=Stats(),
         metrics=Metrics(),
+        clock_monitor=ClockMonitor(
+            clock_source or _clock_source(settings),
+            servers=settings.ntp_servers,
+            interval_s=settings.ntp_interval,
+            max_error_ms=settings.clock_max_error_ms,
+            check=settings.clock_check,
+        ),
     )
     runtime.attach(app)
     # /ws is served below Quart, straight over ASGI (see live/session.py for why).
@@ -69,7 +90,9 @@ def create_app(clock: Clock = wall_clock_ms, settings: Settings | None = None) -
     # wider than the plain mappings the endpoint reads.)
     app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
+    register_shell(app, ROOT / "static")
     app.while_serving(_run_ticker)
+    app.while_serving(_watch_the_clock)
     app.while_serving(_publish_metrics)
     app.before_request(_screen_request)
     register_error_pages(app)
@@ -81,6 +104,24 @@ async def _run_ticker() -> AsyncGenerator[None]:
     task = asyncio.create_task(ticker.run(), name="moscow-clock-ticker")
     yield
     ticker.close()
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
+def _clock_source(settings: Settings) -> ClockSource:
+    if settings.clock_state_file is None:
+        return kernel_clock_state
+    log.warning(
+        "CLOCK_STATE_FILE is set: the clock state comes from %s, not the kernel (testing only)",
+        settings.clock_state_file,
+    )
+    return StateFile(settings.clock_state_file)
+
+
+async def _watch_the_clock() -> AsyncGenerator[None]:
+    task = asyncio.create_task(current_runtime().clock_monitor.run(), name="moscow-clock-check")
+    yield
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
@@ -108,7 +149,7 @@ async def _publish_metrics() -> AsyncGenerator[None]:
 async def _screen_request() -> None:
     """What is refused before any route runs (as the error pages, with the
     security headers): an oversized head (431), a Host outside PUBLIC_ORIGINS
-    (421; /healthz exempt, for probes that address the pod), and a route on
+    (421; /healthz and /readyz exempt, for probes that address the pod), and a route on
     the wrong listener when /metrics has its own (404)."""
     settings = current_runtime().settings
     scope = request.scope
@@ -123,7 +164,7 @@ async def _screen_request() -> None:
         return
     if settings.metrics_port is not None and request.path == "/metrics":
         raise NotFound()
-    if request.path != "/healthz" and not host_allowed(
+    if request.path not in PROBES and not host_allowed(
         request.headers.get("Host"), settings.public_origins
     ):
         raise MisdirectedRequest()

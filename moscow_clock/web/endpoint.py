@@ -63,6 +63,7 @@ class WebsocketEndpoint:
                 runtime.settings.ws_message_rate,
                 runtime.stats,
                 preframed=PREFRAMED in (scope.get("extensions") or {}),
+                error_ms=runtime.clock_monitor.error_bound,
             )
             try:
                 with runtime.ticker.subscription(session):

@@ -19,6 +19,8 @@ def content_security_policy(frame_ancestors: str = "'none'") -> str:
             "style-src 'self'",
             "img-src 'self'",
             "connect-src 'self'",
+            "worker-src 'self'",
+            "manifest-src 'self'",
             "base-uri 'none'",
             "form-action 'none'",
             f"frame-ancestors {frame_ancestors}",

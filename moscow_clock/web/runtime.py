@@ -11,6 +11,7 @@ from quart import Quart, current_app
 from ..core.clock import Clock
 from ..core.config import Settings
 from ..live.admission import Gate
+from ..live.clockmonitor import ClockMonitor
 from ..live.metrics import Metrics
 from ..live.stats import Stats
 from ..live.ticker import Ticker
@@ -26,9 +27,11 @@ class Runtime:
     gate: Gate
     stats: Stats
     metrics: Metrics
+    clock_monitor: ClockMonitor
 
     def update_metrics(self) -> None:
         self.metrics.update(self.ticker, self.stats, self.gate)
+        self.metrics.update_clock(self.clock_monitor.state, self.clock_monitor.reference_now())
 
     def attach(self, app: Quart) -> None:
         app.extensions[_EXTENSION] = self

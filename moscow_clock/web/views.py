@@ -37,14 +37,28 @@ async def embed() -> tuple[str, int, dict[str, str]]:
 
 @blueprint.get("/api/time")
 async def api_time() -> tuple[Response, int, dict[str, str]]:
-    now = current_runtime().clock()
+    runtime = current_runtime()
+    now = runtime.clock()
     sun = sun_day(moscow_time(now).wall.date())
-    return jsonify({**time_snapshot(now), "sun": sun.as_json()}), 200, NO_STORE
+    body = {**time_snapshot(now), "sun": sun.as_json(), "clock": runtime.clock_monitor.report()}
+    return jsonify(body), 200, NO_STORE
 
 
 @blueprint.get("/healthz")
 async def healthz() -> tuple[Response, int, dict[str, str]]:
+    """Liveness only: the process answers. The clock's health is /readyz."""
     return jsonify(status="ok"), 200, NO_STORE
+
+
+@blueprint.get("/readyz")
+async def readyz() -> tuple[Response, int, dict[str, str]]:
+    """Ready to be routed visitors: the clock can be vouched for."""
+    monitor = current_runtime().clock_monitor
+    reason = monitor.unready_reason()
+    if reason is None:
+        return jsonify(status="ready"), 200, NO_STORE
+    body = {"status": "unready", "reason": reason, "clock": monitor.report()}
+    return jsonify(body), 503, NO_STORE
 
 
 @blueprint.get("/metrics")
@@ -79,7 +93,8 @@ def day_length_text(seconds: int) -> str:
 def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
     """What index.html and embed.html render: the second, the sun, the
     strings the page script shows, and links to the other languages/hours."""
-    now_ms = current_runtime().clock()
+    runtime = current_runtime()
+    now_ms = runtime.clock()
     now = moscow_time(now_ms)
     lang = current_language()
     sun = sun_day(now.wall.date())
@@ -90,6 +105,8 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
     return {
         "now": now,
         "server_ms": now_ms,
+        # The server's own maximum error (None: not verified), for the accuracy line.
+        "error_ms": runtime.clock_monitor.error_bound(),
         "lang": lang,
         "display": display,
         "clock_text": now.clock_text(lang, display.hours),
@@ -122,9 +139,21 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
                 "exact": _("Your device clock is exact (%(uncertainty)s)"),
                 "ahead": _("Your device clock is %(amount)s ahead (%(uncertainty)s)"),
                 "behind": _("Your device clock is %(amount)s behind (%(uncertainty)s)"),
+                "unverified": _(
+                    "The server's time is not verified, so your device clock is not judged"
+                ),
                 "fullscreen": _("Full screen"),
                 "exitFullscreen": _("Exit full screen"),
                 "dayLength": _("%(hours)d h %(minutes)d min"),
+                # Units of the accuracy line's durations (the number is Intl's).
+                "ms": _("%(value)s ms"),
+                "s": _("%(value)s s"),
+                "min": _("%(value)s min"),
+                "h": _("%(value)s h"),
+                "offline": _("Offline — last synchronised %(when)s"),
+                "offlineUnverified": _("Offline — showing this device's clock, not verified"),
+                "wakeLockUnsupported": _("This browser cannot keep the screen on"),
+                "wakeLockRefused": _("The browser did not allow keeping the screen on"),
             },
         },
     }

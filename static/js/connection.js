@@ -28,6 +28,7 @@ export class ClockConnection {
     this.watchdog = null;
     this.retry = null;
     this.pending = new Map();
+    this.heardAt = Date.now(); // wall clock: it keeps running while the device sleeps
   }
 
   start() {
@@ -47,6 +48,7 @@ export class ClockConnection {
     this.socket = socket;
     this.feedWatchdog(); // also bounds a connect that never completes
     socket.onopen = () => {
+      this.heardAt = Date.now();
       this.handlers.onState("live");
       this.feedWatchdog();
       this.handlers.onOpen();
@@ -57,6 +59,7 @@ export class ClockConnection {
   }
 
   receive(data, receivedAt) {
+    this.heardAt = Date.now();
     this.feedWatchdog();
     let message;
     try {
@@ -71,7 +74,10 @@ export class ClockConnection {
       this.handlers.onTick(message, receivedAt);
     } else if (message.type === "sync") {
       const waiter = this.pending.get(message.t0);
-      if (waiter) waiter({ t0: message.t0, serverMs: message.server_ms, t1: receivedAt });
+      if (waiter) {
+        const errorMs = message.error_ms ?? null;
+        waiter({ t0: message.t0, serverMs: message.server_ms, t1: receivedAt, errorMs });
+      }
     }
   }
 
@@ -103,14 +109,37 @@ export class ClockConnection {
     this.watchdog = setTimeout(() => this.lost(this.socket), this.silenceMs);
   }
 
-  lost(socket) {
+  lost(socket, { now = false } = {}) {
     if (socket !== this.socket) return; // an old socket's late event
     this.socket = null;
     clearTimeout(this.watchdog);
     socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
     if (socket.readyState !== WebSocket.CLOSED) socket.close();
     for (const waiter of this.pending.values()) waiter(null);
-    this.retryLater();
+    if (now) this.connect("reconnecting");
+    else this.retryLater();
+  }
+
+  /**
+   * After a suspend or a freeze: timers (the watchdog, a pending retry) ran
+   * on the monotonic clock, which stood still, so they would fire late. A
+   * socket that has not been heard from for longer than the watchdog allows,
+   * by the wall clock, is dead: reconnect now rather than when they fire.
+   */
+  revive() {
+    const socket = this.socket;
+    if (!socket) {
+      this.attempt = 0;
+      this.connect("reconnecting");
+    } else if (socket.readyState > WebSocket.OPEN || Date.now() - this.heardAt > this.silenceMs) {
+      this.attempt = 0;
+      this.lost(socket, { now: true });
+    }
+  }
+
+  /** The network is back ("online"): try now rather than wait out the backoff. */
+  retryNow() {
+    if (this.socket === null && this.retry !== null) this.connect("reconnecting");
   }
 
   retryLater() {

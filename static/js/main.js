@@ -1,21 +1,31 @@
 // Wires the page: server-authoritative time, painted on the true second.
 import { ClockConnection } from "./connection.js";
+import { setUpWallScreen } from "./kiosk.js";
+import { OfflineShell } from "./offline.js";
 import { OffsetEstimator, localNow } from "./offset.js";
-import { ClockFace, MoscowFormat, SecondScheduler, fill, moscowParts } from "./render.js";
+import { ClockFace, MoscowFormat, SecondScheduler, moscowParts } from "./render.js";
+import { fill, pageData } from "./strings.js";
 import { SunPanel } from "./sun.js";
 
 const SAMPLES_PER_SYNC = 5;
 const RESYNC_EVERY_MS = 60_000;
-// Language, 12/24 h and every string this script shows, from the server's page.
-const { lang, hours, strings } = JSON.parse(document.getElementById("page-data").textContent);
+// A suspend is noticed by the wall clock running ahead of the monotonic one
+// (which stops while the device sleeps on some platforms) between checks.
+const SUSPEND_CHECK_MS = 250;
+const SUSPEND_MIN_MS = 1000;
+// Language, 12/24 h and every string this script (and kiosk.js, offline.js)
+// shows, from the server's page: /, and /embed with fewer elements.
+const { lang, hours, strings } = pageData(document);
 const format = new MoscowFormat(lang, hours);
 
 const app = document.getElementById("app");
 const statusEl = document.getElementById("status");
 const accuracyEl = document.getElementById("accuracy");
 const fullscreenButton = document.getElementById("fullscreen");
+const offline = new OfflineShell(app, strings, { hours });
 
 const estimator = new OffsetEstimator();
+estimator.setServerError(parseFloat(app.dataset.serverErrorMs));
 const trueNow = () => localNow() + (estimator.offset ?? 0);
 let utcOffsetS = Number(app.dataset.utcOffsetS);
 const face = new ClockFace(document, strings.title);
@@ -28,18 +38,41 @@ const scheduler = new SecondScheduler(trueNow, (now) => {
 const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 const connection = new ClockConnection(wsUrl, { onOpen: resync, onTick, onState }, localNow);
 let syncing = false;
+let connectionState = "connecting";
 
-seedFromPageLoad(Number(app.dataset.serverMs));
+// A page from the service worker's cache carries an old server time: it runs
+// on the offset measured last time instead (or the bare device clock).
+if (offline.fromCache) estimator.fallback = offline.restoreOffset(localNow());
+else seedFromPageLoad(Number(app.dataset.serverMs));
 scheduler.refresh();
 connection.start();
+offline.registerWorker();
+addEventListener("online", () => connection.retryNow());
+addEventListener("offline", () => onState(connectionState));
 setInterval(resync, RESYNC_EVERY_MS);
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") {
-    scheduler.refresh();
-    resync();
+    if (!checkForSuspend()) {
+      scheduler.refresh();
+      resync();
+    }
   }
 });
+let lastCheck = { wall: Date.now(), mono: performance.now() };
+setInterval(checkForSuspend, SUSPEND_CHECK_MS);
+// A frozen tab (Chromium freezes hidden ones) or a page back from the
+// back/forward cache missed ticks and may have lost its socket.
+document.addEventListener("resume", () => checkForSuspend() || wake(0));
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) checkForSuspend() || wake(0);
+});
 setUpFullscreen();
+// The full page only: /embed is a widget inside someone else's page, with no
+// controls, no kiosk mode and no wake lock of its own.
+const keepAwakeButton = document.getElementById("keep-awake");
+if (keepAwakeButton) {
+  setUpWallScreen({ app, button: keepAwakeButton, notice: document.getElementById("notice"), strings });
+}
 
 /**
  * The page's own HTTP request is the first sample: the server stamped
@@ -59,17 +92,43 @@ function seedFromPageLoad(serverMs) {
 async function resync() {
   if (syncing) return;
   syncing = true;
+  let synced = 0;
   try {
     for (let i = 0; i < SAMPLES_PER_SYNC; i += 1) {
       const sample = await connection.sync();
       if (!sample) break;
-      estimator.addSample(sample.t0, sample.serverMs, sample.t1);
+      estimator.setServerError(sample.errorMs);
+      if (estimator.addSample(sample.t0, sample.serverMs, sample.t1)) synced += 1;
     }
   } finally {
     syncing = false;
   }
+  if (synced > 0) offline.synced(trueNow(), Date.now(), estimator.uncertainty);
   scheduler.refresh();
   showAccuracy();
+}
+
+/** Re-anchor at once if the device slept since the last check; true if it did. */
+function checkForSuspend() {
+  const now = { wall: Date.now(), mono: performance.now() };
+  const stalledMs = now.wall - lastCheck.wall - (now.mono - lastCheck.mono);
+  lastCheck = now;
+  if (stalledMs < SUSPEND_MIN_MS) return false;
+  wake(stalledMs);
+  return true;
+}
+
+/**
+ * Back from a suspend or a freeze: carry the offset across the gap (the best
+ * estimate until measured again), show it, reconnect at once if the socket
+ * is dead, and re-sync.
+ */
+function wake(stalledMs) {
+  if (stalledMs > 0) estimator.reanchor(stalledMs);
+  scheduler.refresh();
+  showAccuracy();
+  connection.revive();
+  resync();
 }
 
 function onTick(tick, receivedAt) {
@@ -84,37 +143,58 @@ async function fetchSun() {
 }
 
 function onState(state) {
-  if (!statusEl || statusEl.dataset.state === state) return;
-  statusEl.dataset.state = state;
-  statusEl.textContent = strings[state];
+  connectionState = state;
+  if (!statusEl) return;
+  const offlineText = offline.statusText(state, trueNow(), utcOffsetS);
+  const shown = offlineText ? "offline" : state;
+  const text = offlineText ?? strings[state] ?? "";
+  if (statusEl.dataset.state !== shown) statusEl.dataset.state = shown;
+  if (statusEl.textContent !== text) statusEl.textContent = text;
 }
 
-/** How far the device clock is off, as time.is shows it. */
+/**
+ * How far the device clock is off, as time.is shows it, within the round
+ * trip and the server's own error. A server that cannot vouch for its time
+ * judges no one's clock.
+ */
 function showAccuracy() {
+  if (!accuracyEl) return;
+  if (!estimator.verified) {
+    accuracyEl.dataset.state = "unverified";
+    accuracyEl.textContent = strings.unverified ?? "";
+    return;
+  }
   const uncertainty = estimator.uncertainty;
-  if (!accuracyEl || !Number.isFinite(uncertainty)) return;
+  if (!Number.isFinite(uncertainty)) return;
   const errorMs = Date.now() - trueNow();
+  const exact = Math.abs(errorMs) <= Math.max(uncertainty, 20);
+  accuracyEl.dataset.state = exact ? "exact" : "off";
   const values = {
     uncertainty: `±${formatSeconds(uncertainty)}`,
     amount: formatSeconds(Math.abs(errorMs)),
   };
-  const exact = Math.abs(errorMs) <= Math.max(uncertainty, 20);
   accuracyEl.textContent = fill(strings[exact ? "exact" : errorMs > 0 ? "ahead" : "behind"], values);
 }
 
-/** A duration with CLDR's unit names in the page's language ("5 ms", "5 мс"). */
+/**
+ * A duration in the page's language: the number by Intl ("1.25", "1,25"),
+ * the unit from the catalogues ("%(value)s s", "%(value)s с").
+ */
 function formatSeconds(ms) {
   const unit = (value, name, digits) =>
-    new Intl.NumberFormat(lang, {
-      style: "unit", unit: name, unitDisplay: "short",
-      minimumFractionDigits: digits, maximumFractionDigits: digits,
-    }).format(value);
-  if (ms < 1000) return ms < 10 ? unit(ms, "millisecond", 1) : unit(Math.round(ms), "millisecond", 0);
+    fill(strings[name], {
+      value: new Intl.NumberFormat(lang, {
+        minimumFractionDigits: digits,
+        maximumFractionDigits: digits,
+        useGrouping: false,
+      }).format(value),
+    });
+  if (ms < 1000) return ms < 10 ? unit(ms, "ms", 1) : unit(Math.round(ms), "ms", 0);
   const s = ms / 1000;
-  if (s < 10) return unit(s, "second", 2);
-  if (s < 120) return unit(s, "second", 1);
+  if (s < 10) return unit(s, "s", 2);
+  if (s < 120) return unit(s, "s", 1);
   const minutes = Math.round(s / 60);
-  return minutes < 120 ? unit(minutes, "minute", 0) : unit(minutes / 60, "hour", 1);
+  return minutes < 120 ? unit(minutes, "min", 0) : unit(minutes / 60, "h", 1);
 }
 
 function setUpFullscreen() {

@@ -10,12 +10,30 @@
 /** Local time in epoch ms on a monotonic clock. */
 export const localNow = () => performance.timeOrigin + performance.now();
 
+// How well a device keeps time while asleep: 500 ppm, the frequency
+// tolerance NTP (and the kernel's error estimate) assumes of any clock.
+export const SLEEP_DRIFT = 500e-6;
+
 export class OffsetEstimator {
   /** @param {number} keep how many recent samples compete (older ones age out, since device clocks drift) */
   constructor(keep = 10) {
     this.keep = keep;
     this.samples = [];
     this.fallback = null;
+    this.fallbackUncertainty = Infinity;
+    // The server's own error bound from its latest reply: a number of ms, or
+    // null when the server cannot vouch for its time (unsynchronised, unknown).
+    this.serverError = null;
+  }
+
+  /** The server can vouch for its time, so the device clock can be judged. */
+  get verified() {
+    return Number.isFinite(this.serverError);
+  }
+
+  /** What the server said about its own clock (error_ms; null: not verified). */
+  setServerError(errorMs) {
+    this.serverError = Number.isFinite(errorMs) && errorMs >= 0 ? errorMs : null;
   }
 
   /** Add one round trip; returns false for a sample that makes no sense. */
@@ -42,10 +60,30 @@ export class OffsetEstimator {
     return best ? best.offset : this.fallback;
   }
 
-  /** The largest error the current offset can have, in ms (Infinity if unknown). */
+  /**
+   * The largest error the current offset can have, in ms (Infinity if
+   * unknown): half the best round trip, plus the server's own error bound.
+   */
   get uncertainty() {
     const best = this.best;
-    return best ? best.rtt / 2 : Infinity;
+    const transport = best ? best.rtt / 2 : this.fallbackUncertainty;
+    return transport + (this.serverError ?? 0);
+  }
+
+  /**
+   * The device was suspended (or its monotonic clock stalled) for stalledMs
+   * while its wall clock ran on: every sample is stale by that much. Drop
+   * them and carry the offset across the gap, trusting the wall clock for the
+   * gap (to SLEEP_DRIFT), until a re-sync measures it again.
+   */
+  reanchor(stalledMs) {
+    const offset = this.offset;
+    if (offset === null || !Number.isFinite(stalledMs)) return;
+    const best = this.best;
+    const before = best ? best.rtt / 2 : this.fallbackUncertainty;
+    this.samples = [];
+    this.fallback = offset + stalledMs;
+    this.fallbackUncertainty = before + Math.abs(stalledMs) * SLEEP_DRIFT;
   }
 
   /**
@@ -61,6 +99,7 @@ export class OffsetEstimator {
     if (!Number.isFinite(bound) || (offset !== null && offset >= bound)) return false;
     this.samples = [];
     this.fallback = bound;
+    this.fallbackUncertainty = Infinity; // a bound, not an estimate
     return true;
   }
 }

@@ -53,12 +53,6 @@ export function moscowParts(trueMs, utcOffsetS, format = DEFAULT_FORMAT) {
   };
 }
 
-/** Fills `%(name)s` / `%(name)d` placeholders of a server-translated string. */
-export function fill(template, values) {
-  return template.replace(/%\((\w+)\)[sd]/g, (whole, name) =>
-    name in values ? String(values[name]) : whole);
-}
-
 /** Day length in hours and minutes, minutes rounded (as the server's sun.py). */
 export function dayLengthParts(seconds) {
   const minutes = Math.floor((seconds + 30) / 60);

@@ -1,6 +1,7 @@
 // Keeps "sunrise, sunset, day length" on today's Moscow date: after Moscow
 // midnight the page asks /api/time for the new day, without a reload.
-import { dayLengthParts, fill } from "./render.js";
+import { dayLengthParts } from "./render.js";
+import { fill } from "./strings.js";
 
 const RETRY_MS = 5000;
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import select
 import socket
 import struct
+import threading
 import time
 
 HANDSHAKE = (
@@ -134,3 +136,134 @@ def flood_then_read_close(port: int, burst: bytes) -> tuple[int, bytes]:
             inbox += chunk
     finally:
         sock.close()
+
+
+# --- a raw-frame client for hostile frame tests -------------------------
+
+
+def raw_frame(first: int, payload: bytes, mask: bytes = b"\x11\x22\x33\x44") -> bytes:
+    """A masked client frame with the given first byte (FIN, RSV, opcode) as
+    is: fragments (FIN=0, opcode 0) and broken frames as well as good ones."""
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", first, 0x80 | length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, length)
+    return header + mask + masked
+
+
+@dataclasses.dataclass
+class Ending:
+    """How a raw connection ended, as its client saw it."""
+
+    close_code: int | None  # of the server's close frame (None: there was none)
+    close_reason: bytes
+    frames_after_close: list[tuple[int, bytes]]  # must be empty (RFC 6455 5.5.1)
+    ended: bool  # the server ended the connection (FIN or RST) within the bound
+    after_s: float  # seconds from the start of `finish` to the end (or the bound)
+    before_close: list[tuple[int, bytes]]  # frames before the close frame
+
+    def assert_clean(self, code: int | None, within: float) -> None:
+        """The server closed with `code`, wrote nothing after its close frame,
+        and ended the connection within `within` seconds."""
+        assert self.close_code == code, self
+        assert not self.frames_after_close, f"frames after the close: {self.frames_after_close}"
+        assert self.ended, f"still open after {within} s"
+        assert self.after_s <= within, self.after_s
+
+
+class RawClient:
+    """A websocket client on a bare socket that does what a test says:
+    sends any bytes (in a background thread if asked to flood), and reads
+    every frame the server sends, so a test can check what came after the
+    server's close frame and when the connection ended."""
+
+    def __init__(
+        self, port: int, *, handshake: bytes | None = None, buffer_bytes: int | None = None
+    ) -> None:
+        if handshake is None:
+            self.sock = open_raw(port, buffer_bytes)
+            self.response = b"HTTP/1.1 101"
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            self.sock.sendall(handshake)
+            self.response = b""
+            while b"\r\n\r\n" not in self.response:
+                chunk = self.sock.recv(1)
+                if not chunk:
+                    break
+                self.response += chunk
+        self.inbox = bytearray()
+        self.frames: list[tuple[int, bytes]] = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._sender: threading.Thread | None = None
+
+    def send(self, data: bytes) -> bool:
+        """False once the server has cut the connection off."""
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            return False
+        self.sent += len(data)
+        return True
+
+    def flood(self, chunk: bytes, seconds: float, per_s: float | None = None) -> None:
+        """Send `chunk` again and again from a thread, for `seconds` or until
+        the connection breaks (`per_s`: at most that many chunks a second)."""
+
+        def run() -> None:
+            deadline = time.monotonic() + seconds
+            gap = 0.0 if per_s is None else 1.0 / per_s
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if not self.send(chunk):
+                    return
+                if gap:
+                    time.sleep(gap)
+
+        self._sender = threading.Thread(target=run, daemon=True)
+        self._sender.start()
+
+    def finish(self, within: float) -> Ending:
+        """Read until the server ends the connection or `within` seconds pass
+        (blocking: run it in a thread); then stop any flood and close."""
+        started = time.monotonic()
+        deadline = started + within
+        ended = False
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    ended = True
+                    break
+                self.inbox += chunk
+                self.frames += server_frames(self.inbox)
+        except (ConnectionResetError, BrokenPipeError):
+            ended = True
+        except TimeoutError:
+            pass
+        after = time.monotonic() - started
+        self.close()
+        closes = [i for i, (opcode, _) in enumerate(self.frames) if opcode == CLOSE]
+        if not closes:
+            return Ending(None, b"", [], ended, after, list(self.frames))
+        first = closes[0]
+        payload = self.frames[first][1]
+        return Ending(
+            int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None,
+            payload[2:],
+            self.frames[first + 1 :],
+            ended,
+            after,
+            self.frames[:first],
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._sender is not None:
+            self._sender.join(5)
+        self.sock.close()

@@ -1,7 +1,8 @@
 """`python -m tests.support.screenshot PATH`: the live page, rendered by Chromium.
 
 Used by `make screenshot` for the README; starts its own server on a free port.
-Writes PATH (light), PATH-dark, PATH-ru (Russian) and PATH-embed (the /embed
+Writes PATH (light), PATH-dark, PATH-kiosk (a wall screen: no controls, no
+cursor, the screen kept on), PATH-ru (Russian) and PATH-embed (the /embed
 widget framed by a page, as another site would show it).
 """
 
@@ -22,6 +23,7 @@ from .server import ServerProcess
 SHOTS = [
     ("", "light", "/", "en-US,en;q=0.9"),
     ("-dark", "dark", "/", "en-US,en;q=0.9"),
+    ("-kiosk", "dark", "/?kiosk=1", "en-US,en;q=0.9"),
     ("-ru", "light", "/", "ru-RU,ru;q=0.9"),
 ]
 

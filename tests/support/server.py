@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,10 +24,16 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(
-        self, log_dir: Path, port: int | None = None, module: str = "moscow_clock", **env: str
+        self,
+        log_dir: Path,
+        port: int | None = None,
+        root: Path = ROOT,
+        module: str = "moscow_clock",
+        **env: str,
     ) -> None:
         self.module = module  # tests.support.shifted_server: the same, its clock moved
         self.port = port or free_port()
+        self.root = root  # a copy of the app elsewhere serves that copy (a "deploy")
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
         self.log_path = log_dir / f"server-{self.port}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -44,10 +51,13 @@ class ServerProcess:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # Its own process group, so the end of a test can kill the
+            # supervisor and its WORKERS together: no orphans left behind.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -98,8 +108,10 @@ class ServerProcess:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # also workers of a stopped supervisor
+        self.process.wait()
         if self._log:
             self._log.close()

@@ -1,0 +1,22 @@
+"""This service's changes to Hypercorn 0.18, as subclasses (see each module's
+class docstring for what changes, why, and the upstream issue that would let
+it go), installed by `install()` after `guard.check()`.
+
+    tcp.py      TCPServer: send timeout, bounded buffers, close deadline,
+                the pending-connection cap (pending.py), accept-error logging
+    inbox.py    TaskGroup.spawn_app: a lighter app inbox that ends with the app
+    streams.py  WSStream: one close path, the client's budget, pre-framed
+                ticks, no compression, the server's refusals
+    h11.py      H11Protocol: HTTP/2 behind a setting, ambiguous framing closes,
+                headers on Hypercorn's 400/431
+    guard.py    the Hypercorn version and fingerprints these were written for
+"""
+
+from __future__ import annotations
+
+from .guard import GuardError
+from .install import install
+from .options import Options, ServerConfig
+from .tcp import AcceptErrors
+
+__all__ = ["AcceptErrors", "GuardError", "Options", "ServerConfig", "install"]

@@ -1,0 +1,141 @@
+"""Refuse to start on a Hypercorn this layer was not written for.
+
+The subclasses here override, replace or lean on Hypercorn internals. A
+rename would fail loudly at import; a change in behaviour would not: an
+upstream fix inside a replaced method would be silently discarded, and a
+method relied on could start doing something else. So at start-up the
+installed version and a fingerprint of the source of every such function are
+compared with the ones this layer was written against; any difference stops
+the process with one line that says what to re-check.
+
+To move to a new Hypercorn: read the diff of each function named in the
+message against the override that uses it (`WHERE` says which), adjust
+the override, then update `WRITTEN_FOR` and the fingerprints (run
+`python -m moscow_clock.server.hypercorn.guard` to print the current ones)
+and widen renovate.json's allowed range to match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+WRITTEN_FOR = "0.18.0"
+
+# module:qualified name -> first 16 hex digits of the sha256 of its source.
+FINGERPRINTS: Mapping[str, str] = {
+    # Names rebound to construct the subclasses (install.py).
+    "hypercorn.asyncio.run:worker_serve": "ae30269c42b95442",
+    "hypercorn.asyncio.tcp_server:TCPServer.run": "9437d01a916d887b",
+    "hypercorn.protocol:ProtocolWrapper.__init__": "df25e181b9e2e64d",
+    "hypercorn.protocol:ProtocolWrapper.handle": "b03e2962872c85e8",
+    "hypercorn.protocol.h11:H11Protocol._create_stream": "a2338a57ab343908",
+    "hypercorn.protocol.h2:H2Protocol._create_stream": "91eb123ddf247ede",
+    # tcp.py
+    "hypercorn.asyncio.tcp_server:TCPServer.__init__": "95a6f196b96bfa92",
+    "hypercorn.asyncio.tcp_server:TCPServer.protocol_send": "06144915fc094c1b",
+    "hypercorn.asyncio.tcp_server:TCPServer._close": "ea76225e14315206",
+    "hypercorn.asyncio.tcp_server:TCPServer._read_data": "8e7ad8f4bfca2fd2",
+    # inbox.py
+    "hypercorn.asyncio.task_group:TaskGroup.spawn_app": "6606faaadfc368e3",
+    "hypercorn.asyncio.task_group:TaskGroup.spawn": "7af0b6350dc69bfe",
+    "hypercorn.asyncio.task_group:_handle": "e37cfe3db06eb470",
+    # streams.py
+    "hypercorn.protocol.ws_stream:WSStream.__init__": "3534d3ebe8f7a1a4",
+    "hypercorn.protocol.ws_stream:WSStream.handle": "743209f49012b8c7",
+    "hypercorn.protocol.ws_stream:WSStream.app_send": "a6dd1160bfc416e7",
+    "hypercorn.protocol.ws_stream:WSStream._handle_events": "b90f3f595ff9fd47",
+    "hypercorn.protocol.ws_stream:WSStream._send_wsproto_event": "3a4df3f0d2dfd314",
+    "hypercorn.protocol.ws_stream:WSStream._send_error_response": "8b6acae9ca1ce378",
+    "hypercorn.protocol.ws_stream:WSStream._accept": "144623ad2e13fc56",
+    "hypercorn.protocol.ws_stream:Handshake.__init__": "2340bc6044f1de62",
+    "hypercorn.protocol.ws_stream:Handshake.accept": "e163533bf7919793",
+    "hypercorn.protocol.ws_stream:Handshake.is_valid": "fa339f39b4dc32d5",
+    "hypercorn.protocol.ws_stream:WebsocketBuffer": "31c9b1345f308f4c",
+    # h11.py
+    "hypercorn.protocol.h11:H11Protocol._handle_events": "bd4a76b2837e8722",
+    "hypercorn.protocol.h11:H11Protocol._check_protocol": "f95f6b38f43c62aa",
+    "hypercorn.protocol.h11:H11Protocol.stream_send": "56a36254a368d71a",
+    "hypercorn.protocol.h11:H11Protocol._send_error_response": "58c2b47ae295d000",
+    "hypercorn.protocol.h11:H11Protocol._maybe_recycle": "3ac53f52bc4e65de",
+}
+
+# Which of this layer's modules depends on each (for the message).
+WHERE = {
+    "tcp_server": "tcp.py",
+    "task_group": "inbox.py",
+    "ws_stream": "streams.py",
+    "h11": "h11.py",
+    "h2": "install.py",
+    "run": "install.py",
+    "protocol": "install.py",
+}
+
+
+class GuardError(RuntimeError):
+    """The installed Hypercorn is not the one this layer was written for."""
+
+
+def fingerprint(target: str) -> str:
+    """The fingerprint of `module:qualified.name`; "missing" if it is gone."""
+    module_name, _, qualname = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        source = inspect.getsource(obj)
+    except (ImportError, AttributeError, OSError, TypeError):
+        return "missing"
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def installed_version() -> str:
+    return importlib.metadata.version("hypercorn")
+
+
+def check(
+    version: str | None = None,
+    expected: Mapping[str, str] = FINGERPRINTS,
+    written_for: str = WRITTEN_FOR,
+) -> None:
+    """Raise `GuardError` (one line) unless Hypercorn is as expected."""
+    version = installed_version() if version is None else version
+    changed = sorted(name for name, digest in expected.items() if fingerprint(name) != digest)
+    if version == written_for and not changed:
+        return
+    if changed:
+        where = sorted(
+            {WHERE.get(name.split(":")[0].rsplit(".", 1)[-1], "install.py") for name in changed}
+        )
+        what = (
+            f"re-check {', '.join(changed)} against moscow_clock/server/hypercorn/"
+            f"{{{','.join(where)}}}"
+        )
+    else:
+        what = "re-check every function listed in moscow_clock/server/hypercorn/guard.py"
+    raise GuardError(
+        f"Hypercorn {version} is installed but moscow_clock/server/hypercorn was written for "
+        f"{written_for}; {what}, then update guard.py"
+    )
+
+
+def _where(target: str) -> str:
+    module = target.split(":")[0].rsplit(".", 1)[-1]
+    return WHERE.get(module, "install.py")
+
+
+def main() -> int:
+    """Print the current fingerprints (for updating FINGERPRINTS)."""
+    print(f"WRITTEN_FOR = {installed_version()!r}")
+    for name in FINGERPRINTS:
+        print(f'    "{name}": "{fingerprint(name)}",')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The messages from one connection to its app, and the task group that
+spawns the app with them.
+
+Installed by rebinding `hypercorn.asyncio.tcp_server.TaskGroup`, the name
+`TCPServer.run` builds each connection's task group with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from hypercorn.asyncio import task_group
+from hypercorn.config import Config
+from hypercorn.typing import AppWrapper, ASGIReceiveEvent, ASGISendEvent, Scope
+
+from ...core.wire import PREFRAMED
+
+
+class AppInbox:
+    """Bounded, one reader, one writer, and closed when the app returns or has
+    heard the connection end.
+
+    Stands in for the `asyncio.Queue` Hypercorn makes per connection, which
+    allocates three deques (~2.3 KB) whether or not anything ever waits; here
+    a waiter's future exists only while someone waits. Hypercorn's queue is
+    never emptied once the app has returned, so a reader blocked on it held
+    the connection open forever; here late messages are dropped. (No upstream
+    issue; keep while Hypercorn uses a plain `asyncio.Queue`.)"""
+
+    __slots__ = ("_closed", "_getter", "_items", "_loop", "_maxsize", "_putter")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: list[Any] = []
+        self._maxsize = max(1, maxsize)
+        self._loop = asyncio.get_running_loop()
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._getter = self._loop.create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        item = self._items.pop(0)
+        _wake(self._putter)
+        return item
+
+    async def put(self, item: Any) -> None:
+        while len(self._items) >= self._maxsize and not self._closed:
+            self._putter = self._loop.create_future()
+            try:
+                await self._putter
+            finally:
+                self._putter = None
+        if self._closed:
+            return  # the app has returned or heard the end: nobody will read it
+        self._items.append(item)
+        _wake(self._getter)
+
+    __call__ = put  # the stream's `app_put`
+
+    def finish(self, last: Any) -> None:
+        """Without waiting: drop what the app has not read, hand it `last`
+        (the disconnect) and nothing after it."""
+        if self._closed:
+            return
+        self._items[:] = [last]
+        self._closed = True
+        _wake(self._getter)
+        _wake(self._putter)
+
+    def close(self) -> None:
+        self._closed = True
+        self._items.clear()
+        _wake(self._putter)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class TaskGroup(task_group.TaskGroup):
+    """Hypercorn's task group; its `spawn_app` is replaced (it does not call
+    `super()`: the queue it makes is the thing to avoid). It runs the app with
+    Hypercorn's own `_handle`, as the original does, and:
+
+    - hands the app an `AppInbox` instead of an `asyncio.Queue`;
+    - advertises pre-framed sends (core/wire.py) on websocket scopes, which
+      `streams.WSStream.app_send` honours.
+    """
+
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Scope,
+        send: Callable[[ASGISendEvent | None], Awaitable[None]],
+    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+        inbox = AppInbox(config.max_app_queue_size)
+        if scope["type"] == "websocket":
+            scope["extensions"][PREFRAMED] = {}
+
+        async def end(message: None) -> None:
+            try:
+                await send(message)
+            finally:
+                inbox.close()
+
+        def send_then_end(message: ASGISendEvent | None) -> Awaitable[None]:
+            # None: the app has returned. Anything else passes straight through.
+            return end(message) if message is None else send(message)
+
+        loop = self._loop
+
+        def call_soon(func: Callable[..., Any], *args: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(func(*args), loop).result()
+
+        self.spawn(
+            task_group._handle, app, config, scope, inbox.get, send_then_end,
+            partial(loop.run_in_executor, None), call_soon,
+        )  # fmt: skip
+        return inbox

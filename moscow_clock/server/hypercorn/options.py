@@ -1,0 +1,51 @@
+"""What this layer needs to know, carried to every connection on Hypercorn's
+own `Config` (each connection object is handed the config; no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hypercorn.config import Config
+
+from ...core.budget import Limits
+from .pending import Connections
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    # A write the socket cannot take, or a close handshake the peer leaves
+    # unanswered, is given this long before the connection is reset.
+    send_timeout: float = 5.0
+    # The budget for everything one websocket client sends (core/budget.py).
+    limits: Limits = field(default_factory=Limits.default)
+    # Connections not carrying an open websocket, before the oldest is closed.
+    max_pending: int = 512
+    # HTTP/2 in clear text (prior knowledge, `Upgrade: h2c`) is answered.
+    http2: bool = False
+    # Headers for the server's own responses (its 400/426/431, the
+    # handshake refusals): the ones the app puts on every response.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    @staticmethod
+    def encode_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
+        return tuple(
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        )
+
+
+class ServerConfig(Config):
+    """Hypercorn's settings plus this layer's `Options` and its per-process
+    connection count."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.connections = Connections(options.max_pending)
+
+
+DEFAULT = Options()
+
+
+def options_of(config: Config) -> Options:
+    """This layer's options (the defaults under a plain Hypercorn `Config`)."""
+    return config.options if isinstance(config, ServerConfig) else DEFAULT

@@ -1,0 +1,199 @@
+"""One TCP connection: Hypercorn's `TCPServer` with bounded buffers, a send
+timeout, a deadline on closing, and a place in the pending-connection cap.
+
+Installed by rebinding `hypercorn.asyncio.run.TCPServer`, the one name
+`worker_serve` builds connections with (see `install.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from contextlib import suppress
+from contextvars import ContextVar
+from typing import Any
+
+from hypercorn.asyncio import tcp_server
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.typing import AppWrapper, LifespanState
+
+from ...core.ratelimit import Every
+from .options import ServerConfig, options_of
+
+log = logging.getLogger("moscow_clock.server")
+
+# No bytes wait in user space: a write the kernel cannot take at once waits
+# (at most `send_timeout`) for room, so a client that stopped reading is found
+# as soon as its kernel buffer is full, not after a further 16-64 KB backlog.
+WRITE_BUFFER_HIGH = 0
+KERNEL_SEND_BUFFER = 32 * 1024
+
+# The connection whose task is running: the streams it creates find it here
+# (Hypercorn hands them only a `send` callable). Set in `TCPServer.run`, so
+# every task of that connection (its task group's) inherits it.
+current: ContextVar[TCPServer | None] = ContextVar("moscow_clock_connection", default=None)
+
+
+class TCPServer(tcp_server.TCPServer):
+    """Changes, each until Hypercorn has its own (then drop the override):
+
+    1. **A peer whose socket stays full is reset** after `send_timeout`
+       (`protocol_send`). Hypercorn awaits `drain()` with no limit, so a
+       client that never reads pinned its buffers and session forever
+       (upstream: PR #262, a write timeout, closed unmerged). Writes also skip
+       Hypercorn's per-connection lock: one `transport.write` is atomic and
+       ordered, and the lock cost a future per tick per client.
+    2. **Bounded buffers** (`run`): asyncio's write buffer pushes back at
+       once, the kernel's send buffer is fixed at 32 KB (not autotuned to 4 MB).
+       (No upstream setting; keep.)
+    3. **Closing has a deadline** (`_close`): Hypercorn waits unbounded for
+       unsent bytes to drain after close; past `send_timeout` the socket is
+       reset (upstream: issue #308 and PR #374 fix the shutdown hang it
+       causes, not the wait itself).
+    4. **Connections without a websocket are capped** (`pending.py`); a
+       newcomer past the cap closes the oldest. (No upstream setting.)
+    """
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        loop: asyncio.AbstractEventLoop,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        super().__init__(app, loop, config, context, state, reader, writer)
+        self.options = options_of(config)
+        self.connections = config.connections if isinstance(config, ServerConfig) else None
+        self.aborted = False
+        self.busy = False  # bytes arrived since the last response (h11.py says)
+
+    async def run(self) -> None:
+        self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
+        current.set(self)
+        if self.connections is not None:
+            self.connections.pending(self)
+        try:
+            await super().run()
+        finally:
+            if self.connections is not None:
+                self.connections.gone(self)
+
+    async def protocol_send(self, event: Event) -> None:
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        transport = self.writer.transport
+        if transport.is_closing():
+            return  # cut off already: the bytes have nowhere to go
+        try:
+            transport.write(event.data)
+            if transport.get_write_buffer_size() == 0:
+                return  # all in the kernel already: the common case costs no timer
+            async with asyncio.timeout(self.options.send_timeout):
+                await self.writer.drain()
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self.abort()
+
+    async def _close(self) -> None:
+        async with asyncio.timeout(self.options.send_timeout) as deadline:
+            await super()._close()
+        # Hypercorn swallows the cancellation, so ask the deadline, not an exception.
+        if deadline.expired():
+            reset(self.writer)
+
+    def abort(self) -> None:
+        """Reset the connection now; its streams (and app) hear it closed."""
+        if self.aborted:
+            return
+        self.aborted = True
+        reset(self.writer)
+        group = getattr(self, "_task_group", None)  # set by Hypercorn's run()
+        if group is not None:
+            # Not awaited: the app may be blocked on this very send while
+            # the disconnect waits for room in the app's full queue.
+            group.spawn(self.protocol.handle, Closed())
+
+    # For the streams (streams.py): where this connection counts.
+    def upgraded(self) -> None:
+        if self.connections is not None:
+            self.connections.upgraded(self)
+
+    def closing(self) -> None:
+        if self.connections is not None:
+            self.connections.pending(self)
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Abort with a TCP reset: a plain close would queue a FIN behind the
+    unread bytes and leave the kernel holding them for minutes."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+# How often "out of descriptors" is logged while it lasts.
+ACCEPT_ERROR_LOG_S = 10.0
+ACCEPT_ERROR = "socket.accept() out of system resource"
+
+
+class AcceptErrors:
+    """asyncio's accept loop logs EMFILE once per connection waiting, up to
+    the backlog (4096) times a second, each with a traceback (CPython's
+    `_accept_connection` goes on looping after the error). Here: counted, and
+    logged once per interval with the count; every other loop error goes to
+    the handler that was there."""
+
+    def __init__(self, interval: float = ACCEPT_ERROR_LOG_S) -> None:
+        self.count = 0
+        self._every = Every(interval)
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        previous = loop.get_exception_handler()
+
+        def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if context.get("message") == ACCEPT_ERROR:
+                self.seen(context.get("exception"), time.monotonic())
+            elif _late_retry(context):
+                pass  # a retry the storm scheduled, firing after the listener closed
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handle)
+
+    def seen(self, error: object, now: float) -> None:
+        """One failed accept (logged if the last report is an interval old)."""
+        self.count += 1
+        if self._every.due(now):
+            log.error(
+                "cannot accept connections: %s (%d times so far; next report in %.0f s)",
+                error,
+                self.count,
+                self._every.interval,
+            )
+
+
+def _late_retry(context: dict[str, Any]) -> bool:
+    """asyncio schedules one retry of the listener per failed accept (up to
+    the backlog per storm); those still due at shutdown fail on the closed
+    socket with ValueError, each logged with a traceback."""
+    handle = context.get("handle")
+    callback = getattr(handle, "_callback", None)
+    return isinstance(context.get("exception"), ValueError) and (
+        getattr(callback, "__name__", "") == "_start_serving"
+    )

@@ -1,0 +1,488 @@
+"""The Hypercorn layer (moscow_clock/server/hypercorn/) without a socket:
+Hypercorn's own kind of test doubles (`AsyncMock` sends, in-memory writers),
+so each change is checked in milliseconds; the real-server tests in
+test_frames.py, test_hostile.py and test_server.py check them end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+from unittest.mock import AsyncMock, Mock
+
+import pytest
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.events import Closed, RawData
+from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
+from hypercorn.typing import ConnectionState as ConnectionState_
+from wsproto.connection import ConnectionState
+
+from moscow_clock.core.budget import Budget, Limits
+from moscow_clock.core.wire import FRAME, PREFRAMED, ends_with_client_close, text_frame
+from moscow_clock.server import pinger
+from moscow_clock.server.hypercorn import guard
+from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
+from moscow_clock.server.hypercorn.options import Options, ServerConfig
+from moscow_clock.server.hypercorn.pending import Connections
+from moscow_clock.server.hypercorn.streams import WSStream
+from moscow_clock.server.hypercorn.tcp import TCPServer
+
+from .support.rawws import client_frame, raw_frame
+from .support.server import ROOT
+
+SEND_TIMEOUT = 0.05
+HEADERS = (("Content-Security-Policy", "default-src 'self'"), ("X-Content-Type-Options", "nosniff"))
+
+
+def config(**options: Any) -> ServerConfig:
+    made = ServerConfig(
+        Options(send_timeout=SEND_TIMEOUT, headers=Options.encode_headers(HEADERS), **options)
+    )
+    made._log = AsyncMock()  # Hypercorn's own tests do the same
+    made.websocket_max_message_size = 4096  # WS_MAX_MESSAGE_BYTES's default
+    return made
+
+
+class Spawner:
+    """A task group that runs what it is given (Hypercorn's tests use an AsyncMock,
+    which never would)."""
+
+    def spawn(self, func: Any, *args: Any) -> None:
+        asyncio.get_running_loop().create_task(func(*args))
+
+    async def spawn_app(self, *_: Any) -> AsyncMock:
+        return AsyncMock()  # replaced by the test's own inbox
+
+
+def handshake(*extra: tuple[bytes, bytes], version: bytes = b"13") -> Request:
+    return Request(
+        stream_id=1,
+        http_version="1.1",
+        headers=[
+            (b"host", b"clock"),
+            (b"connection", b"Upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+            (b"sec-websocket-version", version),
+            *extra,
+        ],
+        raw_path=b"/ws",
+        method="GET",
+        state=ConnectionState_({}),
+    )
+
+
+async def accepted_stream(**options: Any) -> tuple[WSStream, AsyncMock, list[Any]]:
+    """A WSStream after the handshake, as Hypercorn's tests build one: every
+    event it sends lands on an AsyncMock; what the app is told, in a list."""
+    send = AsyncMock()
+    stream = WSStream(
+        AsyncMock(), config(**options), WorkerContext(None), Spawner(), False, None, None, send, 1
+    )
+    await stream.handle(handshake((b"sec-websocket-extensions", b"permessage-deflate")))
+    told: list[Any] = []
+    inbox = AppInbox(10)
+    stream.app_put = inbox
+    await stream.app_send({"type": "websocket.accept"})  # type: ignore[typeddict-item]
+
+    async def read() -> None:
+        while True:
+            told.append(await inbox.get())
+
+    asyncio.get_running_loop().create_task(read())
+    return stream, send, told
+
+
+def written(send: AsyncMock) -> list[bytes]:
+    return [call.args[0].data for call in send.call_args_list if isinstance(call.args[0], Data)]
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+# --- the handshake ----------------------------------------------------------------
+
+
+async def test_the_handshake_takes_no_extension_even_when_offered() -> None:
+    stream, send, _ = await accepted_stream()
+    (response,) = [call.args[0] for call in send.call_args_list]
+    assert isinstance(response, Response)
+    assert response.status_code == 101
+    names = {name for name, _ in response.headers}
+    assert b"sec-websocket-extensions" not in names
+    assert not any(ext.enabled() for ext in stream.connection._proto.extensions)
+
+
+async def test_a_version_other_than_13_gets_426_with_13_and_the_headers() -> None:
+    send = AsyncMock()
+    stream = WSStream(
+        AsyncMock(), config(), WorkerContext(None), AsyncMock(), False, None, None, send, 1
+    )
+    await stream.handle(handshake(version=b"8"))
+    response = send.call_args_list[0].args[0]
+    assert response.status_code == 426
+    headers = dict(response.headers)
+    assert headers[b"sec-websocket-version"] == b"13"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert send.call_args_list[1].args[0] == EndBody(stream_id=1)
+
+
+async def test_refusals_from_the_app_get_the_headers() -> None:
+    send = AsyncMock()
+    stream = WSStream(
+        AsyncMock(), config(), WorkerContext(None), AsyncMock(), False, None, None, send, 1
+    )
+    await stream.handle(handshake())
+    start = {"type": "websocket.http.response.start", "status": 403, "headers": []}
+    await stream.app_send(start)  # type: ignore[arg-type]
+    await stream.app_send({"type": "websocket.http.response.body", "body": b"no"})  # type: ignore[typeddict-item]
+    response = send.call_args_list[0].args[0]
+    assert response.status_code == 403
+    assert (b"content-security-policy", b"default-src 'self'") in response.headers
+
+
+# --- pre-framed writes ------------------------------------------------------------
+
+
+async def test_the_task_group_advertises_preframed_sends() -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Any, *_: Any) -> None:
+        seen.append(scope)
+
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        scope: Any = {"type": "websocket", "extensions": {"websocket.http.response": {}}}
+        inbox = await group.spawn_app(app, Config(), scope, AsyncMock())  # type: ignore[arg-type]
+    assert PREFRAMED in seen[0]["extensions"]
+    assert isinstance(inbox, AppInbox)
+    assert inbox.closed  # ends with the app
+
+
+async def test_a_frame_is_written_as_is_and_text_alone_is_framed() -> None:
+    stream, send, _ = await accepted_stream()
+    frame = text_frame("tick") + b"!"  # not what wsproto would make: proves it is untouched
+    await stream.app_send({"type": "websocket.send", "text": "tick", FRAME: frame})  # type: ignore[typeddict-unknown-key]
+    await stream.app_send({"type": "websocket.send", "text": "tick"})  # type: ignore[typeddict-item]
+    assert written(send) == [frame, text_frame("tick")]
+
+
+# --- one close path ---------------------------------------------------------------
+
+
+async def test_a_server_started_close_tells_the_app_and_nothing_follows_it() -> None:
+    """1009: the app hears the disconnect; ticks after it are not written;
+    what the client sends next is not parsed (wsproto is not fed)."""
+    stream, send, told = await accepted_stream()
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x81, b"x" * 5000)))
+    await settle()
+    assert told == [{"type": "websocket.disconnect", "code": 1009}]
+    assert written(send)[-1][:4] == b"\x88\x11\x03\xf1"  # 1009 "message too big"
+    assert stream.connection.state == ConnectionState.LOCAL_CLOSING
+    before = len(written(send))
+    await stream.app_send({"type": "websocket.send", "text": "t", FRAME: text_frame("t")})  # type: ignore[typeddict-unknown-key]
+    await stream.app_send({"type": "websocket.send", "text": "t"})  # type: ignore[typeddict-item]
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x81, b"y" * 65536)))
+    assert len(written(send)) == before
+    assert stream.buffer.length == 0
+    assert len(stream.connection._proto._frame_decoder.buffer) == 0  # nothing fed to wsproto
+    assert stream.discarded == 65536 + 14
+
+
+async def test_the_clients_close_frame_ends_the_handshake_at_once() -> None:
+    stream, send, _ = await accepted_stream()
+    await stream.app_send({"type": "websocket.close", "code": 1001})  # type: ignore[typeddict-item]
+    assert not stream.closed
+    await stream.handle(Data(stream_id=1, data=client_frame(0x8, (1001).to_bytes(2, "big"))))
+    assert send.call_args_list[-1].args[0] == StreamClosed(stream_id=1)
+
+
+async def test_an_unanswered_close_is_ended_after_the_send_timeout() -> None:
+    stream, send, told = await accepted_stream()
+    await stream.app_send({"type": "websocket.close", "code": 1001})  # type: ignore[typeddict-item]
+    await settle()
+    assert told == [{"type": "websocket.disconnect", "code": 1001}]
+    assert StreamClosed(stream_id=1) not in [call.args[0] for call in send.call_args_list]
+    await asyncio.sleep(SEND_TIMEOUT * 3)
+    assert send.call_args_list[-1].args[0] == StreamClosed(stream_id=1)
+    await stream.handle(StreamClosed(stream_id=1))
+    assert stream.closed
+    assert told == [{"type": "websocket.disconnect", "code": 1001}]
+
+
+async def test_an_unanswered_close_resets_the_connection() -> None:
+    stream, _, _ = await accepted_stream()
+    stream.tcp = Mock()
+    await stream.app_send({"type": "websocket.close", "code": 1000})  # type: ignore[typeddict-item]
+    await asyncio.sleep(SEND_TIMEOUT * 3)
+    stream.tcp.abort.assert_called_once()
+
+
+async def test_a_protocol_error_gets_its_close_frame_then_the_end() -> None:
+    stream, send, told = await accepted_stream()
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x81, b"\xff")))  # not UTF-8
+    await settle()
+    assert written(send)[-1][:4] == b"\x88" + bytes([len(written(send)[-1]) - 2]) + b"\x03\xef"
+    assert send.call_args_list[-1].args[0] == StreamClosed(stream_id=1)
+    assert told == [{"type": "websocket.disconnect", "code": 1007}]
+
+
+# --- the budget -------------------------------------------------------------------
+
+
+async def test_endless_fragments_are_closed_1008() -> None:
+    stream, send, told = await accepted_stream()
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x01, b'{"type":"x"')))
+    await stream.handle(Data(stream_id=1, data=bytes.fromhex("008011223344") * 100))
+    await settle()
+    assert told == [{"type": "websocket.disconnect", "code": 1008}]
+    assert b"message in too many frames" in written(send)[-1]
+
+
+async def test_a_stalled_message_is_closed_after_its_time() -> None:
+    limits = Limits(frames_per_s=30, bytes_per_s=16384, fragments=32, message_s=0.05, pongs_per_s=2)
+    stream, send, told = await accepted_stream(limits=limits)
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x01, b'{"type"')))
+    await asyncio.sleep(0.15)
+    assert told == [{"type": "websocket.disconnect", "code": 1008}]
+    assert b"message took too long" in written(send)[-1]
+
+
+async def test_pings_are_answered_at_a_bounded_rate_then_closed() -> None:
+    stream, send, told = await accepted_stream()
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x89, b"p") * 80))
+    pongs = [data for data in written(send) if data[0] == 0x8A]
+    assert len(pongs) == 6  # two a second, a burst of three seconds' worth
+    assert told == []  # 80 frames: within the burst
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, b"p") * 80))
+    await settle()
+    assert told == [{"type": "websocket.disconnect", "code": 1008}]
+    assert b"too many frames" in written(send)[-1]
+
+
+def test_the_budget_counts_frames_bytes_and_fragments() -> None:
+    budget = Budget(Limits(10, 100, fragments=3, message_s=1, pongs_per_s=1), now=0)
+    assert [budget.charge(0, True, 0) for _ in range(31)][-2:] == [None, "too many frames"]
+    budget = Budget(Limits(10, 100, fragments=3, message_s=1, pongs_per_s=1), now=0)
+    assert budget.charge(300, False, 0) is None  # a burst of three seconds' worth
+    assert budget.charge(1, False, 0) == "too much data"
+    assert budget.charge(100, False, 1.0) is None  # refilled
+    assert [budget.fragment(False, 5) for _ in range(3)] == [
+        None,
+        None,
+        "message in too many frames",
+    ]
+    budget = Budget(Limits(10, 100, fragments=3, message_s=1, pongs_per_s=1), now=0)
+    assert budget.fragment(False, 0) is None
+    assert budget.fragment(False, 1.5) == "message took too long"
+    assert budget.fragment(True, 1.6) is None
+    assert not budget.message_open
+
+
+def test_a_client_close_frame_is_seen_at_the_end_only() -> None:
+    close = client_frame(0x8, (1000).to_bytes(2, "big") + b"bye")
+    assert ends_with_client_close(b"junk" + close)
+    assert ends_with_client_close(client_frame(0x8, b""))
+    assert not ends_with_client_close(close + b"x")
+    assert not ends_with_client_close(raw_frame(0x81, b"hello"))
+
+
+# --- the TCP connection -----------------------------------------------------------
+
+
+class StuckTransport:
+    """A transport whose peer never reads: every write stays buffered."""
+
+    def __init__(self) -> None:
+        self.buffered = 0
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.buffered += len(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+
+class StuckWriter:
+    """Hypercorn's MemoryWriter, but its `drain()` never returns."""
+
+    def __init__(self) -> None:
+        self.transport = StuckTransport()
+        self.sock = Mock(spec=socket.socket)
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock if name == "socket" else None
+
+    async def drain(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_writer_that_never_drains_is_reset_after_the_send_timeout() -> None:
+    writer = StuckWriter()
+    server = TCPServer(
+        AsyncMock(),
+        asyncio.get_running_loop(),
+        config(),
+        WorkerContext(None),
+        {},
+        Mock(),
+        writer,  # type: ignore[arg-type]
+    )
+    server.protocol = AsyncMock()
+    server._task_group = Mock()
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(server.protocol_send(RawData(data=b"tick")), 1)
+    assert asyncio.get_running_loop().time() - started >= SEND_TIMEOUT
+    assert writer.transport.aborted
+    writer.sock.setsockopt.assert_called_with(
+        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    )
+    server._task_group.spawn.assert_called_once_with(server.protocol.handle, Closed())
+    await server.protocol_send(RawData(data=b"late"))  # cut off: dropped, no wait
+    assert writer.transport.buffered == 4
+
+
+def test_past_the_pending_cap_the_oldest_idle_connection_goes() -> None:
+    connections = Connections(2)
+    made = [Mock(busy=False), Mock(busy=True), Mock(busy=False)]
+    connections.pending(made[1])
+    connections.pending(made[0])
+    connections.upgraded(made[0])  # a websocket now: not counted
+    connections.pending(made[2])
+    connections.pending(first := Mock(busy=False))
+    made[2].abort.assert_called_once()  # the oldest not in the middle of a request
+    made[1].abort.assert_not_called()
+    assert len(connections) == 2
+    assert connections.evicted == 1
+    first.abort.assert_not_called()
+
+
+# --- pings ------------------------------------------------------------------------
+
+
+async def test_pings_that_fail_are_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    broken = Mock()
+    broken._send_wsproto_event = AsyncMock(side_effect=RuntimeError("renamed upstream"))
+    before = pinger.failed_pings()
+    with caplog.at_level(logging.WARNING, logger="moscow_clock.server"):
+        await pinger._ping(broken)
+        await pinger._ping(broken)
+    assert pinger.failed_pings() == before + 2
+    assert "ping failed" in caplog.text
+
+
+# --- the guard --------------------------------------------------------------------
+
+
+def test_the_guard_passes_on_the_hypercorn_it_was_written_for() -> None:
+    guard.check()
+
+
+def test_the_guard_refuses_another_version() -> None:
+    with pytest.raises(guard.GuardError) as refused:
+        guard.check(version="0.19.0")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "Hypercorn 0.19.0 is installed" in message
+    assert "written for 0.18.0" in message
+
+
+def test_the_guard_names_a_changed_function() -> None:
+    changed = {**guard.FINGERPRINTS, "hypercorn.asyncio.tcp_server:TCPServer._close": "0" * 16}
+    with pytest.raises(guard.GuardError) as refused:
+        guard.check(expected=changed)
+    assert "re-check hypercorn.asyncio.tcp_server:TCPServer._close" in str(refused.value)
+    assert "tcp.py" in str(refused.value)
+
+
+def test_a_changed_hypercorn_refuses_to_start(tmp_path: Path) -> None:
+    """End to end: a Hypercorn whose `_close` changed (here: replaced before
+    start-up) stops the process with one line and no traceback."""
+    (tmp_path / "changed_upstream.py").write_text(
+        textwrap.dedent(
+            """
+            async def _close(self):
+                pass  # upstream changed this
+            """
+        )
+    )
+    script = (
+        "import sys, changed_upstream, hypercorn.asyncio.tcp_server as t;"
+        "t.TCPServer._close = changed_upstream._close;"
+        "from moscow_clock.__main__ import main; sys.exit(main())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("moscow_clock: Hypercorn 0.18.0 is installed but")
+    assert "re-check hypercorn.asyncio.tcp_server:TCPServer._close" in line
+
+
+# --- the app inbox (moved from test_hypercorn_tuning.py) -------------------------
+
+
+async def test_inbox_is_fifo_and_bounded() -> None:
+    inbox = AppInbox(maxsize=2)
+    await inbox.put("a")
+    await inbox.put("b")
+    blocked = asyncio.create_task(inbox.put("c"))
+    await asyncio.sleep(0)
+    assert not blocked.done()  # full: the connection stops reading, TCP pushes back
+    assert await inbox.get() == "a"
+    await asyncio.wait_for(blocked, 1)
+    assert [await inbox.get(), await inbox.get()] == ["b", "c"]
+
+
+async def test_a_reader_waits_for_the_next_message() -> None:
+    inbox = AppInbox(maxsize=2)
+    reader = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    await inbox.put("hello")
+    assert await asyncio.wait_for(reader, 1) == "hello"
+
+
+async def test_closing_releases_a_blocked_writer_and_drops_the_rest() -> None:
+    inbox = AppInbox(maxsize=1)
+    await inbox.put("kept until close")
+    blocked = asyncio.create_task(inbox.put("late"))
+    await asyncio.sleep(0)
+    inbox.close()  # the app has returned
+    await asyncio.wait_for(blocked, 1)
+    await asyncio.wait_for(inbox.put("later"), 1)
+    assert inbox._items == []
+
+
+def test_renovate_keeps_hypercorn_where_the_guard_knows_it() -> None:
+    """renovate.json edits the pins in requirements.txt directly: without a
+    rule it would propose a Hypercorn the guard refuses."""
+    config = json.loads((ROOT / "renovate.json").read_text())
+    (rule,) = [r for r in config["packageRules"] if "hypercorn" in r.get("matchPackageNames", ())]
+    assert rule["allowedVersions"] == f"=={guard.WRITTEN_FOR}"
+    pinned = (ROOT / "requirements.txt").read_text()
+    assert f"hypercorn=={guard.WRITTEN_FOR} " in pinned
