@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import resource
 import threading
-import time
 
 import pytest
 
 from moscow_clock.core.config import ConfigError, Settings
 from moscow_clock.server import serve as server
 from moscow_clock.server.serve import hypercorn_config
+
+from .support.timing import scaled
 
 
 def test_defaults_serve_loopback_port_8000() -> None:
@@ -144,6 +145,6 @@ def test_the_last_resort_exits_even_when_the_loop_cannot(monkeypatch: pytest.Mon
     monkeypatch.setattr(server.os, "_exit", fake_exit)
     monkeypatch.setattr(server.logging, "shutdown", lambda: None)
     server._arm_last_resort(0.05)
-    time.sleep(0.5)  # the "event loop" of this test is stuck: the thread still fires
-    assert exited.wait(2)
+    # The "event loop" of this test is stuck (a blocking wait): the thread still fires.
+    assert exited.wait(scaled(2))
     assert exits == [1]
