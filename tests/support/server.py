@@ -104,6 +104,15 @@ class ServerProcess:
             start_new_session=True,  # its own process group, workers included
         )
         STARTED.append(self)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.end()  # a server that never got ready is not left behind
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -112,7 +121,7 @@ class ServerProcess:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=scaled(1)) as response:
                     if response.status == 200:
                         self.pids |= group_members(self.pgid)
-                        return self
+                        return
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"server not ready after {scaled(timeout)} s:\n{self.log()}")
