@@ -28,6 +28,9 @@ def test_writers_are_read_from_prometheus_file_names(tmp_path: Path) -> None:
         (tmp_path / name).touch()
     assert writers(tmp_path) == {123, 456}
     assert writers(tmp_path / "gone") == set()
+    named = tmp_path / "moscow-clock-metrics-789-abc123"  # named after its supervisor
+    named.mkdir()
+    assert writers(named) == {789}
 
 
 def test_the_check_finds_and_cleans_up_a_leak(tmp_path: Path) -> None:
@@ -42,19 +45,22 @@ def test_the_check_finds_and_cleans_up_a_leak(tmp_path: Path) -> None:
     ours.mkdir()
     (ours / f"counter_{server.process.pid}.db").touch()
     (old / f"counter_{server.process.pid}.db").touch()
-    theirs = shm / "moscow-clock-metrics-theirs"  # another run on the machine
+    theirs = shm / "moscow-clock-metrics-1-theirs"  # another run on the machine
     theirs.mkdir()
     (theirs / "counter_1.db").touch()
+    named = shm / f"moscow-clock-metrics-{server.pgid}-empty"  # ours, though nothing in it
+    named.mkdir()
     try:
         leaks = find_leaks([server], before, metrics_dirs(shm))
         assert leaks
         assert leaks.processes == {server.pgid: {server.process.pid}}
-        assert leaks.directories == [ours]
+        assert leaks.directories == [named, ours]
         assert f"server process group {server.pgid} still running" in leaks.report()
         clean_up(leaks)
         server.process.wait(scaled(5))
         assert not group_members(server.pgid)
         assert not ours.exists()
+        assert not named.exists()
         assert theirs.exists()
         assert old.exists()
         assert not find_leaks([server], before, metrics_dirs(shm))

@@ -2,9 +2,11 @@
 
 A server the tests started whose process group still has a live member, or
 a /dev/shm/moscow-clock-metrics-* directory that was not there when the run
-began and that one of those servers' processes wrote (prometheus_client
-names its files `<kind>_<pid>.db`), fails the suite. Directories from other
-runs on the same machine are told apart by those pids, so they never count.
+began and that belongs to one of those servers, fails the suite. A directory
+is theirs when its name carries one of their supervisors' pids
+(`moscow-clock-metrics-<pid>-...`) or one of their processes wrote a file in
+it (prometheus_client names them `<kind>_<pid>.db`); directories from other
+runs on the same machine are told apart so, and never count.
 Whatever is found is reported, then ended or removed, so one leak does not
 pile up over runs.
 """
@@ -24,6 +26,7 @@ from .server import STARTED, ServerProcess, end_group, group_members
 METRICS_DIRS = Path("/dev/shm")  # noqa: S108 (where the supervisor puts them)
 METRICS_GLOB = "moscow-clock-metrics-*"
 _PID_FILE = re.compile(r"_(\d+)\.db$")
+_OWNER = re.compile(r"^moscow-clock-metrics-(\d+)-")
 
 
 def metrics_dirs(parent: Path = METRICS_DIRS) -> set[Path]:
@@ -31,12 +34,13 @@ def metrics_dirs(parent: Path = METRICS_DIRS) -> set[Path]:
 
 
 def writers(directory: Path) -> set[int]:
-    """The pids that wrote metrics files into `directory`."""
+    """The pids that made `directory` (its name) or wrote metrics files into it."""
+    owner = {int(match[1])} if (match := _OWNER.match(directory.name)) else set()
     try:
         names = [entry.name for entry in directory.iterdir()]
     except OSError:
-        return set()
-    return {int(match[1]) for name in names if (match := _PID_FILE.search(name))}
+        return owner
+    return owner | {int(found[1]) for name in names if (found := _PID_FILE.search(name))}
 
 
 @dataclass
