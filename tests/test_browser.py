@@ -17,11 +17,11 @@ from moscow_clock.core.clock import moscow_time
 from moscow_clock.core.clockstate import ClockState
 
 from .support.browser import static_page
+from .support.clockstate import UNSYNCED, write_state
 from .support.delay_proxy import DelayProxy
 from .support.page import RECORD_FLIPS, Flip, median_error_ms, recorded_flips, wait_until_synced
 from .support.server import ServerProcess
 from .support.timing import scaled
-from .test_clock_health import UNSYNCED, write_state
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -13,23 +12,11 @@ import websockets
 from quart import Quart
 from websockets.exceptions import InvalidStatus
 
-from .support.clients import next_tick
+from .support.clients import next_tick, scrape
 from .support.server import ServerProcess
 from .support.timing import scaled, until
 
 Start = Callable[..., ServerProcess]
-
-
-def scrape(server: ServerProcess) -> dict[str, float]:
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=scaled(5)) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=")
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 async def test_metrics_page_in_the_app(app: Quart) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Protocol
@@ -18,6 +19,9 @@ from .timing import scaled
 class HasPort(Protocol):
     @property
     def port(self) -> int: ...
+
+    @property
+    def url(self) -> str: ...
 
     @property
     def ws_url(self) -> str: ...
@@ -98,3 +102,16 @@ async def http(server: HasPort, raw: bytes, timeout: float = 5) -> tuple[int, by
 def request(method: str, target: str, *headers: str, body: bytes = b"") -> bytes:
     lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *headers, "Connection: close"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def scrape(server: HasPort) -> dict[str, float]:
+    """/metrics as {sample name: value}."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=scaled(5)) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
