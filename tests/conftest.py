@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from moscow_clock.core.clockstate import ClockState
 
 from .support.browser import CHROMIUM_ARGS, browser_required, system_chromium
 from .support.containers import images_required
+from .support.hygiene import pytest_sessionfinish, pytest_sessionstart
 from .support.server import ServerProcess
+from .support.timing import SCALE
+
+# The session-level check (tests/support/hygiene.py): a server process or a
+# metrics directory that outlives the run fails the suite.
+__all__ = ["pytest_sessionfinish", "pytest_sessionstart"]
 
 # No example database in the work tree, and no per-example deadline: these
 # machines are shared, and a slow example is not a wrong one.
@@ -30,6 +37,15 @@ FIXED_MS = 1795722005250.0
 SYNCED = ClockState(synchronized=True, max_error_ms=12.0, estimated_error_ms=1.5)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """TEST_TIME_SCALE scales pytest-timeout's per-test limit too (unless it
+    is given on the command line or in PYTEST_TIMEOUT)."""
+    given = config.getoption("timeout", None) is not None or os.environ.get("PYTEST_TIMEOUT")
+    if SCALE != 1 and not given and (ini := config.getini("timeout")):
+        config.option.timeout = float(ini) * SCALE
+
+
 @pytest.fixture
 def app() -> Quart:
     return create_app(clock=lambda: FIXED_MS, clock_source=lambda: SYNCED)
@@ -37,7 +53,8 @@ def app() -> Quart:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start real servers (`start_server(PORT=..., WORKERS=...)`); all are killed at the end."""
+    """Start real servers (`start_server(PORT=..., WORKERS=...)`); each one's
+    whole process group is ended at the end (SIGTERM, then SIGKILL)."""
     started: list[ServerProcess] = []
 
     def start(
@@ -53,12 +70,23 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
     yield start
     for server in started:
-        server.__exit__(None, None, None)
+        server.end()
 
 
 @pytest.fixture
 def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """A fresh server of the test's own: for a test that stops, signals or
+    counts on it. A read-only case takes `shared_server` instead."""
     return start_server()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One default server for a module's read-only cases: ones that cannot
+    change its state (no stop or signal, no settings of their own, no exact
+    counts of what it has seen). Its log is checked by every case that reads it."""
+    with ServerProcess(tmp_path_factory.mktemp("shared-server")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -79,7 +107,12 @@ async def browser() -> AsyncIterator[Browser]:
 
 # A test that uses one of these fixtures is in the slow tier whatever its module says,
 # so `make check` (-m "not server and not browser and not image") stays fast.
-SLOW_FIXTURES = {"start_server": "server", "server": "server", "browser": "browser"}
+SLOW_FIXTURES = {
+    "start_server": "server",
+    "server": "server",
+    "shared_server": "server",
+    "browser": "browser",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

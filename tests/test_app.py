@@ -11,6 +11,7 @@ from quart import Quart
 from moscow_clock import create_app
 
 from .conftest import FIXED_MS
+from .support.timing import scaled
 
 
 async def test_page_shows_moscow_time_without_javascript(app: Quart) -> None:
@@ -100,12 +101,12 @@ async def test_websocket_answers_sync_and_ticks() -> None:
     app = create_app()  # the real clock: the ticker runs under test_app()
     async with app.test_app() as test_app, test_app.test_client().websocket("/ws") as ws:
         await ws.send(json.dumps({"type": "sync", "t0": 7.25}))
-        reply = json.loads(await asyncio.wait_for(ws.receive(), 2))
+        reply = json.loads(await asyncio.wait_for(ws.receive(), scaled(2)))
         assert reply["type"] == "sync"
         assert reply["t0"] == 7.25
         assert isinstance(reply["server_ms"], float)
         await ws.send('{"type": "unknown"}')  # ignored, connection stays
-        tick = json.loads(await asyncio.wait_for(ws.receive(), 2))
+        tick = json.loads(await asyncio.wait_for(ws.receive(), scaled(2)))
         assert tick["type"] == "tick"
         assert tick["epoch_ms"] % 1000 == 0
         assert tick["epoch_ms"] <= reply["server_ms"] + 1000

@@ -16,10 +16,12 @@ from playwright.async_api import Browser, ConsoleMessage, Page, WebSocketRoute, 
 from moscow_clock.core.clock import moscow_time
 from moscow_clock.core.clockstate import ClockState
 
+from .support.browser import static_page
+from .support.clockstate import UNSYNCED, write_state
 from .support.delay_proxy import DelayProxy
 from .support.page import RECORD_FLIPS, Flip, median_error_ms, recorded_flips, wait_until_synced
 from .support.server import ServerProcess
-from .test_clock_health import UNSYNCED, write_state
+from .support.timing import scaled
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +61,7 @@ async def open_clock(browser: Browser, url: str, skew_s: float = 0.0) -> tuple[P
 
 async def watch_flips(page: Page, seconds: float) -> list[Flip]:
     await page.evaluate("window.__flips.length = 0")
-    await asyncio.sleep(seconds)  # observing the page, not aiming at a boundary
+    await asyncio.sleep(scaled(seconds))  # observing the page, not aiming at a boundary
     return await recorded_flips(page)
 
 
@@ -70,15 +72,15 @@ def assert_exact(flips: list[Flip], *, count: int) -> None:
     assert [b - a for a, b in itertools.pairwise(seconds)] == [1000.0] * (len(seconds) - 1)
     for flip in flips:
         assert flip.text == moscow_time(flip.second_ms).hms
-        assert abs(flip.error_ms) < 250, flips
+        assert abs(flip.error_ms) < scaled(250), flips
     # The benchmark reports the real figure (target: median within 50 ms).
     # A page that trusts the device clock is off by whole seconds, one that
     # ignores the round trip by the one-way latency (150 ms in the proxy test).
-    assert abs(median_error_ms(flips)) < 75, flips
+    assert abs(median_error_ms(flips)) < scaled(75), flips
 
 
-async def test_page_shows_live_moscow_time(browser: Browser, server: ServerProcess) -> None:
-    page, problems = await open_clock(browser, server.url)
+async def test_page_shows_live_moscow_time(browser: Browser, shared_server: ServerProcess) -> None:
+    page, problems = await open_clock(browser, shared_server.url)
     await wait_until_synced(page)
     shown = await page.evaluate(
         "[document.getElementById('clock').textContent, Date.now(), document.title,"
@@ -144,7 +146,9 @@ async def test_accuracy_line_follows_the_servers_clock(
         match = re.fullmatch(rf"Your device clock is {verdict} \(±(\d+(?:\.\d)?) ms\)", accuracy)
         assert match, accuracy
         bound_ms = float(match.groups()[-1])
-        assert 12 <= bound_ms < 40  # 12 ms from the server + half a loopback round trip
+        assert (
+            12 <= bound_ms < 12 + scaled(28)
+        )  # 12 ms from the server + half a loopback round trip
     # Whatever the server's state, the page shows the server's time.
     assert_exact(await watch_flips(page, 2.4), count=2)
     assert problems == []
@@ -204,15 +208,15 @@ async def test_the_page_is_right_within_a_second_of_waking_from_sleep(
     await page.clock.resume()
     woke = time.monotonic()
     while not await shown_is_right(page):
-        assert time.monotonic() - woke < 1.0, await page.text_content("#clock")
+        assert time.monotonic() - woke < scaled(1.0), await page.text_content("#clock")
         await asyncio.sleep(0.02)
     right_after_s = time.monotonic() - woke
     # It reconnected at once (the old socket is dead), re-synced, and stays right.
     await page.wait_for_function(
-        "() => document.getElementById('status').dataset.state === 'live'", timeout=1000
+        "() => document.getElementById('status').dataset.state === 'live'", timeout=scaled(1000)
     )
     assert len(network.sockets) == 2
-    assert time.monotonic() - woke < 1.5
+    assert time.monotonic() - woke < scaled(1.5)
     print(f"\nright again {right_after_s * 1000:.0f} ms after waking")
     for _ in range(10):
         await asyncio.sleep(0.2)
@@ -220,8 +224,8 @@ async def test_the_page_is_right_within_a_second_of_waking_from_sleep(
     assert problems == []
 
 
-async def test_network_latency_is_absorbed(browser: Browser, server: ServerProcess) -> None:
-    async with DelayProxy(server.port, delay_s=0.150) as proxy:
+async def test_network_latency_is_absorbed(browser: Browser, shared_server: ServerProcess) -> None:
+    async with DelayProxy(shared_server.port, delay_s=0.150) as proxy:
         page, problems = await open_clock(browser, proxy.url, skew_s=-37.0)
         await wait_until_synced(page, timeout_ms=20000)
         assert_exact(await watch_flips(page, 4.4), count=4)
@@ -239,39 +243,40 @@ async def test_reconnects_by_itself_after_a_server_restart(
 
     assert first.stop() == 0
     await page.wait_for_function(
-        "() => document.getElementById('status').dataset.state === 'reconnecting'", timeout=5000
+        "() => document.getElementById('status').dataset.state === 'reconnecting'",
+        timeout=scaled(5000),
     )
     # With the server gone the clock keeps running from the last offset.
     assert_exact(await watch_flips(page, 2.4), count=2)
 
     start_server(port=first.port)
     await page.wait_for_function(
-        "() => document.getElementById('status').dataset.state === 'live'", timeout=15000
+        "() => document.getElementById('status').dataset.state === 'live'", timeout=scaled(15000)
     )
     assert await page.evaluate("window.__sameDocument === true")  # no reload
     assert_exact(await watch_flips(page, 2.4), count=2)
 
 
 async def test_without_javascript_the_server_renders_the_time(
-    browser: Browser, server: ServerProcess
+    browser: Browser, shared_server: ServerProcess
 ) -> None:
     context = await browser.new_context(java_script_enabled=False)
     page = await context.new_page()
     before = time.time() * 1000
-    await page.goto(server.url)
+    await page.goto(shared_server.url)
     text = await page.text_content("#clock")
     assert text in {moscow_time(before).hms, moscow_time(time.time() * 1000).hms}
     # The <noscript> refresh re-renders it from the server.
     await page.wait_for_function(
-        f"() => document.getElementById('clock')?.textContent !== {text!r}", timeout=4000
+        f"() => document.getElementById('clock')?.textContent !== {text!r}", timeout=scaled(4000)
     )
     await context.close()
 
 
-async def test_page_modules_units(browser: Browser, server: ServerProcess) -> None:
-    """The pure parts of the page's modules, run where they run: in the browser."""
-    page = await browser.new_page()
-    await page.goto(f"{server.url}/healthz")
+async def test_page_modules_units(browser: Browser) -> None:
+    """The pure parts of the page's modules, run where they run: in the
+    browser, from the files on disk (no server)."""
+    page = await static_page(browser)
     results = await page.evaluate(
         """async () => {
       const { OffsetEstimator } = await import("/static/js/offset.js");

@@ -10,6 +10,7 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 
 from .support.page import wait_until_synced
 from .support.server import ServerProcess
+from .support.timing import scaled
 
 pytestmark = pytest.mark.browser
 
@@ -130,7 +131,8 @@ async def test_kiosk_hides_controls_and_cursor_and_keeps_the_screen_on(
     await page.mouse.move(200, 200)
     assert await cursor(page) != "none"
     await page.wait_for_function(
-        "() => getComputedStyle(document.getElementById('clock')).cursor === 'none'", timeout=4500
+        "() => getComputedStyle(document.getElementById('clock')).cursor === 'none'",
+        timeout=scaled(4500),
     )
     await page.mouse.move(300, 250)
     assert await cursor(page) != "none"
@@ -138,7 +140,8 @@ async def test_kiosk_hides_controls_and_cursor_and_keeps_the_screen_on(
     # Kiosk survives the page's reconnects: a server restart changes nothing of it.
     assert server.stop() == 0
     await page.wait_for_function(
-        "() => document.getElementById('status').dataset.state === 'reconnecting'", timeout=6000
+        "() => document.getElementById('status').dataset.state === 'reconnecting'",
+        timeout=scaled(6000),
     )
     start_server(port=server.port)
     await wait_until_synced(page, timeout_ms=15000)

@@ -16,8 +16,9 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
 from moscow_clock.core.clock import moscow_time
 
 from .support.page import RECORD_FLIPS, recorded_flips, wait_until_synced
+from .support.png import png_size
 from .support.server import ROOT, ServerProcess
-from .test_pwa import png_size
+from .support.timing import scaled
 
 pytestmark = pytest.mark.browser
 
@@ -64,7 +65,9 @@ async def open_page(context: BrowserContext, url: str, *init_scripts: str) -> tu
 async def wait_for_worker(page: Page) -> None:
     """The service worker is active and controls this page (it claims it on activation)."""
     await page.evaluate("navigator.serviceWorker.ready")
-    await page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=10000)
+    await page.wait_for_function(
+        "() => navigator.serviceWorker.controller !== null", timeout=scaled(10000)
+    )
 
 
 async def assert_ticking(page: Page, shift_ms: float = 0.0, seconds: float = 2.4) -> None:
@@ -129,7 +132,7 @@ async def test_offline_reload_keeps_the_clock_running_then_recovers(
     # Served by the worker from its cache, marked so, and corrected by the kept offset.
     assert await page.get_attribute("#app", "data-source") == "cache-corrected"
     await page.wait_for_function(
-        "() => document.getElementById('status').dataset.state === 'offline'", timeout=5000
+        "() => document.getElementById('status').dataset.state === 'offline'", timeout=scaled(5000)
     )
     status = await page.text_content("#status")
     synced_at = moscow_time(stored["syncedAt"]).hms[:5]
@@ -200,7 +203,7 @@ async def test_offline_without_a_usable_offset_says_so(
     await page.reload()
     assert await page.get_attribute("#app", "data-source") == "cache-unverified"
     await page.wait_for_function(
-        "() => document.getElementById('status').dataset.state === 'offline'", timeout=5000
+        "() => document.getElementById('status').dataset.state === 'offline'", timeout=scaled(5000)
     )
     assert await page.text_content("#status") == (
         "Offline — showing this device's clock, not verified"

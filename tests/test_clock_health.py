@@ -42,14 +42,14 @@ from moscow_clock.live import kernelclock
 from moscow_clock.live.clockmonitor import ClockMonitor
 
 from .conftest import SYNCED
+from .support.clients import next_tick, receive_json, scrape
+from .support.clockstate import UNSYNCED, write_state
 from .support.server import ServerProcess
 from .support.sntp import Responder, reply_to
-from .test_metrics import scrape
-from .test_server import next_tick, receive_json
+from .support.timing import scaled
 
 Start = Callable[..., ServerProcess]
 
-UNSYNCED = ClockState(synchronized=False, max_error_ms=16000.0, estimated_error_ms=16000.0)
 LARGE_ERROR = ClockState(synchronized=True, max_error_ms=900.0, estimated_error_ms=40.0)
 NOW_MS = 1795722005250.0
 
@@ -400,7 +400,7 @@ async def test_sync_reply_error_ms(state: ClockState, error_ms: float | None) ->
     app = app_with(lambda: state)
     async with app.test_app() as test_app, test_app.test_client().websocket("/ws") as ws:
         await ws.send(json.dumps({"type": "sync", "t0": 1}))
-        reply = json.loads(await asyncio.wait_for(ws.receive(), 2))
+        reply = json.loads(await asyncio.wait_for(ws.receive(), scaled(2)))
     assert reply["error_ms"] == error_ms
 
 
@@ -418,25 +418,11 @@ async def test_clock_gauges_in_the_app() -> None:
 
 def get(url: str) -> tuple[int, dict[str, Any]]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=scaled(5)) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         with error:
             return error.code, json.load(error)
-
-
-def write_state(path: Path, state: ClockState) -> None:
-    staged = path.with_suffix(".tmp")
-    staged.write_text(
-        json.dumps(
-            {
-                "synchronized": state.synchronized,
-                "max_error_ms": state.max_error_ms,
-                "estimated_error_ms": state.estimated_error_ms,
-            }
-        )
-    )
-    staged.replace(path)
 
 
 async def wait_for_status(url: str, status: int, timeout: float = 5.0) -> dict[str, Any]:

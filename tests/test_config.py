@@ -5,7 +5,6 @@ import resource
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from moscow_clock.server import serve as server
 from moscow_clock.server.serve import hypercorn_config
 
 from .support.server import ROOT
+from .support.timing import scaled
 
 
 def test_defaults_serve_loopback_port_8000() -> None:
@@ -154,8 +154,8 @@ def test_the_last_resort_exits_even_when_the_loop_cannot(monkeypatch: pytest.Mon
     monkeypatch.setattr(server.os, "_exit", fake_exit)
     monkeypatch.setattr(server.logging, "shutdown", lambda: None)
     server._arm_last_resort(0.05)
-    time.sleep(0.5)  # the "event loop" of this test is stuck: the thread still fires
-    assert exited.wait(2)
+    # The "event loop" of this test is stuck (a blocking wait): the thread still fires.
+    assert exited.wait(scaled(2))
     assert exits == [1]
 
 
@@ -179,7 +179,7 @@ def test_a_bad_embed_origin_stops_start_up_with_one_line() -> None:
         env={**os.environ, "EMBED_ORIGINS": "https://ok.example not-an-origin"},
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=scaled(10),
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (

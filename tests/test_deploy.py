@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from .support.server import ROOT
+from .support.timing import scaled
 
 BIN = Path(sys.executable).parent
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
@@ -20,7 +21,7 @@ RESOURCES = [path for path in MANIFESTS if path.name != "kustomization.yaml"]
 
 def tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(arg) for arg in args], capture_output=True, text=True, timeout=120, check=False
+        [str(arg) for arg in args], capture_output=True, text=True, timeout=scaled(120), check=False
     )
 
 

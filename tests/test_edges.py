@@ -18,6 +18,7 @@ from moscow_clock.core.headers import MAX_HEAD_BYTES
 from moscow_clock.web.headers import SECURITY_HEADERS
 
 from .support.server import ServerProcess, free_port
+from .support.timing import scaled
 
 Start = Callable[..., ServerProcess]
 
@@ -31,7 +32,7 @@ async def exchange(port: int, raw: bytes, timeout: float = 5) -> tuple[int, dict
     try:
         writer.write(raw)
         await writer.drain()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(scaled(timeout)):
             reply = await reader.read(-1)
     finally:
         writer.close()
@@ -69,7 +70,7 @@ async def handshake_status(port: int, host: str, origin: str | None) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(handshake(host, origin))
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(scaled(5)):
             line = await reader.readline()
     finally:
         writer.close()
@@ -118,8 +119,9 @@ async def test_public_origins_refuse_a_foreign_host(start_server: Start) -> None
 
 
 @pytest.mark.server
-async def test_without_public_origins_any_host_is_served(server: ServerProcess) -> None:
+async def test_without_public_origins_any_host_is_served(shared_server: ServerProcess) -> None:
     """The default is unchanged: the same-origin rule compares Origin with Host."""
+    server = shared_server  # read-only
     assert await handshake_status(server.port, EVIL, f"http://{EVIL}") == 101
     assert (await exchange(server.port, get("/", EVIL)))[0] == 200
 
@@ -129,8 +131,10 @@ async def test_without_public_origins_any_host_is_served(server: ServerProcess) 
 
 @pytest.mark.server
 @pytest.mark.parametrize("target", ["/static//x", "/static//app.js", "//healthz", "/api//time"])
-async def test_no_redirect_to_the_host_the_client_named(server: ServerProcess, target: str) -> None:
-    status, headers, _ = await exchange(server.port, get(target, EVIL))
+async def test_no_redirect_to_the_host_the_client_named(
+    shared_server: ServerProcess, target: str
+) -> None:
+    status, headers, _ = await exchange(shared_server.port, get(target, EVIL))
     assert "location" not in headers
     assert not 300 <= status < 400
     if target.startswith("/static/"):
@@ -142,8 +146,8 @@ async def test_no_redirect_to_the_host_the_client_named(server: ServerProcess, t
 
 
 @pytest.mark.server
-async def test_a_head_over_16_kb_gets_431(server: ServerProcess) -> None:
-    port = server.port
+async def test_a_head_over_16_kb_gets_431(shared_server: ServerProcess) -> None:
+    port = shared_server.port  # read-only: refused requests change nothing
     assert (await exchange(port, head_of(15 * 1024)))[0] == 200
     assert (await exchange(port, head_of(MAX_HEAD_BYTES)))[0] == 200
     status, headers, body = await exchange(port, head_of(MAX_HEAD_BYTES + 1))
@@ -155,7 +159,7 @@ async def test_a_head_over_16_kb_gets_431(server: ServerProcess) -> None:
     padded = handshake("127.0.0.1", None)[:-2] + b"X-Pad: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(padded)
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(scaled(5)):
         line = await reader.readline()
     writer.close()
     assert line.startswith(b"HTTP/1.1 431")

@@ -34,6 +34,7 @@ from .support.rawws import (
     raw_frame,
 )
 from .support.server import ROOT, ServerProcess, free_port
+from .support.timing import scaled
 
 pytestmark = pytest.mark.server
 
@@ -370,7 +371,7 @@ async def test_http2_is_off_unless_enabled(shared: ServerProcess) -> None:
 
 async def test_http2_setting_turns_it_on(start_server: Start) -> None:
     server = start_server(HTTP2="true")
-    data = await _exchange(server.port, PREFACE, timeout=1)
+    data = await _exchange(server.port, PREFACE, timeout=scaled(1))
     assert not data.startswith(b"HTTP/1.1"), data[:80]  # HTTP/2 frames: a SETTINGS frame
     assert data[3] == 0x04, data[:16]
 
@@ -452,7 +453,7 @@ def _idle_crowd(port: int, size: int, seconds: float) -> None:
         idle = [sock for sock in idle if not _closed(sock)]
         for _ in range(size - len(idle)):
             with suppress(OSError):
-                idle.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=scaled(1)))
         time.sleep(0.2)
     for sock in idle:
         sock.close()

@@ -8,13 +8,13 @@ import json
 import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterator
 
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
+from .support.clients import http, next_tick, request, watched_ticks
 from .support.rawws import (
     SYNC,
     flood_then_read_close,
@@ -23,62 +23,11 @@ from .support.rawws import (
     open_raw,
 )
 from .support.server import ServerProcess
-from .test_server import next_tick
+from .support.timing import scaled, until
 
 pytestmark = pytest.mark.server
 
 Start = Callable[..., ServerProcess]
-
-
-async def http(server: ServerProcess, raw: bytes, timeout: float = 5) -> tuple[int, bytes, bytes]:
-    """Send raw bytes as one HTTP exchange; (status, head, body) of the reply."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
-        writer.write(raw)
-        await writer.drain()
-        async with asyncio.timeout(timeout):
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                (
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                ),
-                0,
-            )
-            body = await reader.readexactly(length) if length and b"HEAD" not in raw[:4] else b""
-    finally:
-        writer.close()
-        with suppress(ConnectionError):
-            await writer.wait_closed()
-    return int(head.split(b" ", 2)[1]), head, body
-
-
-def request(method: str, target: str, *headers: str, body: bytes = b"") -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *headers, "Connection: close"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-@asynccontextmanager
-async def watched_ticks(server: ServerProcess) -> AsyncIterator[list[float]]:
-    """A well-behaved client in the background; yields the lateness (ms) of
-    each tick it gets, so a test can check nobody else's ticks suffered."""
-    lateness: list[float] = []
-
-    async def watch() -> None:
-        with suppress(ConnectionClosed):  # the test may stop the server
-            async with websockets.connect(server.ws_url) as ws:
-                while True:
-                    tick, received_ms = await next_tick(ws)
-                    lateness.append(received_ms - int(tick["epoch_ms"]))
-
-    task = asyncio.create_task(watch())
-    try:
-        yield lateness
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.mark.parametrize(
@@ -109,8 +58,9 @@ async def watched_ticks(server: ServerProcess) -> AsyncIterator[list[float]]:
     ],
 )
 async def test_bad_http_gets_a_clear_answer_and_nothing_else_breaks(
-    server: ServerProcess, raw: bytes, status: int, needle: bytes
+    shared_server: ServerProcess, raw: bytes, status: int, needle: bytes
 ) -> None:
+    server = shared_server  # read-only: a bad request changes nothing on the server
     async with watched_ticks(server) as lateness:
         got, head, body = await http(server, raw)
         assert got == status
@@ -119,14 +69,17 @@ async def test_bad_http_gets_a_clear_answer_and_nothing_else_breaks(
         assert b'File "' not in body
         if status == 405:
             assert b"Allow: " in head or b"allow: " in head
-        await asyncio.sleep(2.2)
+        # Two ticks in all, at least one of them after the bad request was answered.
+        answered = len(lateness)
+        await until(lambda: len(lateness) >= max(2, answered + 1), 5, "bystander ticks")
     assert len(lateness) >= 2  # the bystander kept getting its ticks
     health, _, _ = await http(server, request("GET", "/healthz"))
     assert health == 200
     assert "Traceback" not in server.log()
 
 
-async def test_head_and_options_behave(server: ServerProcess) -> None:
+async def test_head_and_options_behave(shared_server: ServerProcess) -> None:
+    server = shared_server
     status, head, body = await http(server, request("HEAD", "/"))
     assert (status, body) == (200, b"")
     assert b"text/html" in head
@@ -137,39 +90,41 @@ async def test_head_and_options_behave(server: ServerProcess) -> None:
     assert {m.strip() for m in allow.split(b":", 1)[1].split(b",")} == {b"GET", b"HEAD", b"OPTIONS"}
 
 
-async def test_unknown_message_types_are_ignored(server: ServerProcess) -> None:
-    async with websockets.connect(server.ws_url) as ws:
+async def test_unknown_message_types_are_ignored(shared_server: ServerProcess) -> None:
+    async with websockets.connect(shared_server.ws_url) as ws:
         await ws.send(json.dumps({"type": "hello-from-the-future", "x": [1, 2]}))
         await ws.send(json.dumps({"type": "sync", "t0": 7}))
-        while (reply := json.loads(await asyncio.wait_for(ws.recv(), 3)))["type"] != "sync":
+        while (reply := json.loads(await asyncio.wait_for(ws.recv(), scaled(3))))["type"] != "sync":
             pass
         assert reply["t0"] == 7
 
 
-async def test_a_page_sized_burst_is_answered_in_order(server: ServerProcess) -> None:
-    async with websockets.connect(server.ws_url) as ws:
+async def test_a_page_sized_burst_is_answered_in_order(shared_server: ServerProcess) -> None:
+    async with websockets.connect(shared_server.ws_url) as ws:
         for n in range(30):  # what a page does when it resyncs, and then some
             await ws.send(json.dumps({"type": "sync", "t0": n}))
         seen: list[int] = []
         while len(seen) < 30:
-            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            message = json.loads(await asyncio.wait_for(ws.recv(), scaled(5)))
             if message["type"] == "sync":
                 seen.append(int(message["t0"]))
         assert seen == list(range(30))
 
 
 async def test_a_message_flood_is_closed_with_1008_and_bystanders_keep_ticking(
-    server: ServerProcess,
+    shared_server: ServerProcess,
 ) -> None:
+    server = shared_server  # read-only: the flooder is closed, nothing else changes
     async with watched_ticks(server) as lateness:
-        await asyncio.sleep(1.1)
+        await until(lambda: len(lateness) >= 1, 3, "the bystander's first tick")
         # The flood comes from a thread on a raw socket: sent from this event
         # loop it would delay the bystander's own receive timestamps.
         code, reason = await asyncio.to_thread(flood_then_read_close, server.port, SYNC * 20_000)
-        await asyncio.sleep(2.1)
+        closed = len(lateness)
+        await until(lambda: len(lateness) >= max(3, closed + 2), 5, "ticks after the flood")
     assert (code, reason) == (1008, b"too many messages")
     assert len(lateness) >= 3
-    assert max(lateness) < 250, lateness
+    assert max(lateness) < scaled(250), lateness
 
 
 async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
@@ -184,12 +139,12 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
     server = start_server(SEND_TIMEOUT="2", ACCESS_LOG="false", WS_MESSAGE_RATE="1000000")
     rss_before = server.rss_bytes()
     async with watched_ticks(server) as lateness:
-        await asyncio.sleep(1.1)
+        await until(lambda: len(lateness) >= 1, 3, "the bystander's first tick")
         idle = [open_raw(server.port, buffer_bytes=4096) for _ in range(280)]
         hogs = [open_raw(server.port, buffer_bytes=4096) for _ in range(20)]
         quota = [1500 * len(SYNC)] * len(hogs)  # ~130 KB of replies each
         sent = 0
-        flooding_until = time.monotonic() + 10
+        flooding_until = time.monotonic() + scaled(10)
         while any(quota) and time.monotonic() < flooding_until:
             for i, hog in enumerate(hogs):
                 try:
@@ -200,7 +155,7 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
                 sent += chunk
             await asyncio.sleep(0.02)
         rss_under_attack = server.rss_bytes()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         alive = list(hogs)
         while alive and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
@@ -213,7 +168,9 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
             f" quota left {quota[hogs.index(hog)]}"
             for hog in alive
         )
-        await asyncio.sleep(1.1)
+        # A tick after the check, then the shutdown.
+        checked = len(lateness)
+        await until(lambda: len(lateness) > checked, 3, "a tick after the check")
         # They cannot hold a shutdown either: none of them answers our close.
         stopping = time.monotonic()
         exit_code = await asyncio.to_thread(server.stop)
@@ -231,14 +188,14 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
     assert not still_there, f"{len(still_there)} blocked clients still connected: {stuck}"
     assert still_idle == len(idle)  # a slow reader whose buffer has room is left alone
     assert len(lateness) >= 5
-    assert statistics.median(lateness) < 100, lateness
+    assert statistics.median(lateness) < scaled(100), lateness
     # Every tick arrives; none is held up for long even while the server
     # works through 30,000 requests the flood limit would normally refuse.
-    assert max(lateness) < 1000, lateness
+    assert max(lateness) < scaled(1000), lateness
     # Bounded: a fraction of a megabyte per client, not what they asked for.
     assert rss_under_attack - rss_before < 300 * 200_000, (rss_before, rss_under_attack)
     assert exit_code == 0
-    assert stopped_after < 2 + 1, stopped_after  # SEND_TIMEOUT, not the hard deadline
+    assert stopped_after < scaled(2 + 1), stopped_after  # SEND_TIMEOUT, not the hard deadline
     assert "still open" not in server.log()
     assert "Traceback" not in server.log()
 
@@ -272,12 +229,12 @@ async def test_silent_vanished_clients_are_reaped_by_pings(start_server: Start) 
     silent = open_raw(server.port)
     async with websockets.connect(server.ws_url) as live:
         started = time.monotonic()
-        assert await asyncio.to_thread(is_closed_by_peer, silent, 5)
+        assert await asyncio.to_thread(is_closed_by_peer, silent, scaled(5))
         reaped_after = time.monotonic() - started
-        await asyncio.sleep(2)
+        await asyncio.sleep(scaled(2))  # ping intervals to answer (a span, not a wait for anything)
         await next_tick(live)  # still connected: it answered every ping
     silent.close()
-    assert 1.0 < reaped_after < 3.5, reaped_after
+    assert 1.0 < reaped_after < scaled(3.5), reaped_after
 
 
 async def test_connection_cap_refuses_cleanly_with_503(start_server: Start) -> None:
@@ -293,11 +250,32 @@ async def test_connection_cap_refuses_cleanly_with_503(start_server: Start) -> N
     status, _, _ = await http(server, request("GET", "/"))
     assert status == 200  # pages are not counted
     await clients.pop().close()
-    await asyncio.sleep(0.2)
-    async with websockets.connect(server.ws_url) as newcomer:  # a freed slot is reused
+    async with await _admitted(server.ws_url) as newcomer:  # a freed slot is reused
         await next_tick(newcomer)
     for ws in clients:
         await ws.close()
+
+
+async def _admitted(url: str, timeout: float = 1) -> websockets.ClientConnection:
+    """Connect as soon as the server has let go of a closed client's slot
+    (it frees the slot when that client's handler ends, just after the close)."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        try:
+            return await websockets.connect(url)
+        except InvalidStatus as refused:
+            if refused.response.status_code != 503 or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def partner_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Shared by the origin cases: each one only opens (or is refused) a websocket."""
+    with ServerProcess(
+        tmp_path_factory.mktemp("partner-server"), ALLOWED_ORIGINS="https://partner.example"
+    ) as server:
+        yield server
 
 
 @pytest.mark.parametrize(
@@ -313,9 +291,9 @@ async def test_connection_cap_refuses_cleanly_with_503(start_server: Start) -> N
     ],
 )
 async def test_websocket_origin_check(
-    start_server: Start, origin: str | None, allowed: bool
+    partner_server: ServerProcess, origin: str | None, allowed: bool
 ) -> None:
-    server = start_server(ALLOWED_ORIGINS="https://partner.example")
+    server = partner_server
     value = None if origin is None else origin.format(port=server.port)
     if allowed:
         async with websockets.connect(server.ws_url, origin=value) as ws:  # type: ignore[arg-type]
@@ -327,20 +305,21 @@ async def test_websocket_origin_check(
     assert refused.value.response.body == b"websocket origin not allowed\n"
 
 
-async def test_a_bad_close_code_from_a_client_is_harmless(server: ServerProcess) -> None:
+async def test_a_bad_close_code_from_a_client_is_harmless(shared_server: ServerProcess) -> None:
+    server = shared_server  # read-only: one client of its own is closed
     sock = open_raw(server.port)
     sock.sendall(b"\x88\x82" + b"\x00\x00\x00\x00" + b"\x03\xe7")  # close 999: invalid
-    assert await asyncio.to_thread(is_closed_by_peer, sock, 3)
+    assert await asyncio.to_thread(is_closed_by_peer, sock, scaled(3))
     sock.close()
     async with websockets.connect(server.ws_url) as ws:
         await next_tick(ws)
     assert "Traceback" not in server.log()
 
 
-def test_raw_client_helper_really_connects(server: ServerProcess) -> None:
-    sock = open_raw(server.port)
+def test_raw_client_helper_really_connects(shared_server: ServerProcess) -> None:
+    sock = open_raw(shared_server.port)
     sock.sendall(SYNC)
-    sock.settimeout(3)
+    sock.settimeout(scaled(3))
     data = b""
     while b'"sync"' not in data:
         data += sock.recv(4096)

@@ -36,6 +36,7 @@ from moscow_clock.server.hypercorn.tcp import TCPServer
 
 from .support.rawws import client_frame, raw_frame
 from .support.server import ROOT
+from .support.timing import scaled
 
 SEND_TIMEOUT = 0.05
 HEADERS = (("Content-Security-Policy", "default-src 'self'"), ("X-Content-Type-Options", "nosniff"))
@@ -349,7 +350,7 @@ async def test_a_writer_that_never_drains_is_reset_after_the_send_timeout() -> N
     server.protocol = AsyncMock()
     server._task_group = Mock()
     started = asyncio.get_running_loop().time()
-    await asyncio.wait_for(server.protocol_send(RawData(data=b"tick")), 1)
+    await asyncio.wait_for(server.protocol_send(RawData(data=b"tick")), scaled(1))
     assert asyncio.get_running_loop().time() - started >= SEND_TIMEOUT
     assert writer.transport.aborted
     writer.sock.setsockopt.assert_called_with(
@@ -435,7 +436,7 @@ def test_a_changed_hypercorn_refuses_to_start(tmp_path: Path) -> None:
         env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PORT": "0"},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=scaled(30),
     )
     assert result.returncode == 3
     (line,) = result.stderr.strip().splitlines()
@@ -454,7 +455,7 @@ async def test_inbox_is_fifo_and_bounded() -> None:
     await asyncio.sleep(0)
     assert not blocked.done()  # full: the connection stops reading, TCP pushes back
     assert await inbox.get() == "a"
-    await asyncio.wait_for(blocked, 1)
+    await asyncio.wait_for(blocked, scaled(1))
     assert [await inbox.get(), await inbox.get()] == ["b", "c"]
 
 
@@ -464,7 +465,7 @@ async def test_a_reader_waits_for_the_next_message() -> None:
     await asyncio.sleep(0)
     assert not reader.done()
     await inbox.put("hello")
-    assert await asyncio.wait_for(reader, 1) == "hello"
+    assert await asyncio.wait_for(reader, scaled(1)) == "hello"
 
 
 async def test_closing_releases_a_blocked_writer_and_drops_the_rest() -> None:
@@ -473,8 +474,8 @@ async def test_closing_releases_a_blocked_writer_and_drops_the_rest() -> None:
     blocked = asyncio.create_task(inbox.put("late"))
     await asyncio.sleep(0)
     inbox.close()  # the app has returned
-    await asyncio.wait_for(blocked, 1)
-    await asyncio.wait_for(inbox.put("later"), 1)
+    await asyncio.wait_for(blocked, scaled(1))
+    await asyncio.wait_for(inbox.put("later"), scaled(1))
     assert inbox._items == []
 
 

@@ -17,12 +17,16 @@ import websockets
 from moscow_clock.core.clockstate import untrusted_reason
 from moscow_clock.live.kernelclock import kernel_clock_state
 
+from .support.clients import close_code, next_tick
 from .support.containers import HARDENING, Container, Engine, images_required
 from .support.server import ROOT
-from .test_server import close_code, next_tick
+from .support.timing import scaled
 
 # The first test also builds both images (a minute or two on a fresh machine).
-pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.image, pytest.mark.timeout(scaled(900))]
+
+# Seconds `stop` gives a container before it kills it.
+STOP_GRACE = str(round(scaled(10)))
 
 VARIANTS = {
     # variant: (expected uid, size target in MB)
@@ -109,7 +113,7 @@ def test_image_size_and_layers(engine: Engine, images: dict[str, str], variant: 
 
 
 def fetch(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(url, timeout=scaled(5)) as response:
         return response.status, response.read().decode()
 
 
@@ -185,7 +189,7 @@ def test_healthcheck_passes_in_the_container(engine: Engine, container: Containe
     if engine.name == "podman":
         engine.run("healthcheck", "run", container.name)  # exit 0 = healthy
     else:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while container.state().get("Health", {}).get("Status") != "healthy":
             assert time.monotonic() < deadline, container.state()
             time.sleep(0.5)
@@ -200,12 +204,12 @@ async def test_sigterm_stops_cleanly_and_clients_get_1001(
         await next_tick(ws)
     started = time.monotonic()
     stopping = asyncio.create_task(
-        asyncio.to_thread(engine.run, "stop", "-t", "10", container.name)
+        asyncio.to_thread(engine.run, "stop", "-t", STOP_GRACE, container.name)
     )
     codes = await asyncio.gather(*(close_code(ws) for ws in clients))
     await stopping
     assert codes == [1001] * 3
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < scaled(5)
     assert container.state()["ExitCode"] == 0
     assert "Traceback" not in container.logs()
 
@@ -214,7 +218,7 @@ def test_workers_2_in_the_image(engine: Engine, images: dict[str, str], variant:
     container = Container.start(engine, images[variant], "-e", "WORKERS=2")
     try:
         assert json.loads(fetch(f"{container.url}/api/time")[1])["tz"] == "Europe/Moscow"
-        engine.run("stop", "-t", "10", container.name)
+        engine.run("stop", "-t", STOP_GRACE, container.name)
         assert container.state()["ExitCode"] == 0
     finally:
         container.remove()

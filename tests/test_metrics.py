@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
+import time
 from collections.abc import Callable
 
 import pytest
@@ -12,22 +12,11 @@ import websockets
 from quart import Quart
 from websockets.exceptions import InvalidStatus
 
+from .support.clients import next_tick, scrape
 from .support.server import ServerProcess
-from .test_server import next_tick
+from .support.timing import scaled, until
 
 Start = Callable[..., ServerProcess]
-
-
-def scrape(server: ServerProcess) -> dict[str, float]:
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=")
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 async def test_metrics_page_in_the_app(app: Quart) -> None:
@@ -52,14 +41,19 @@ async def test_metrics_count_clients_ticks_syncs_and_closes(start_server: Start)
             await next_tick(ws)
         await a.send(json.dumps({"type": "sync", "t0": 1}))
         await a.send(json.dumps({"type": "sync", "t0": 2}))
-        await asyncio.sleep(0.2)
+        # Both replies read: the server has counted both requests.
+        replies = 0
+        while replies < 2:
+            replies += json.loads(await asyncio.wait_for(a.recv(), scaled(3)))["type"] == "sync"
         live = await asyncio.to_thread(scrape, server)
         with pytest.raises(InvalidStatus):
             await websockets.connect(server.ws_url, origin="https://evil.example")  # type: ignore[arg-type]
         await b.send(b"binary")  # closed with 1003
-        await asyncio.sleep(0.3)
-    await asyncio.sleep(0.3)
-    after = await asyncio.to_thread(scrape, server)
+        await b.wait_closed()
+    # Counted once the server has finished with both clients.
+    after = await _scrape_until(
+        server, lambda m: m["moscow_clock_websocket_clients"] == 0, "both clients gone"
+    )
     assert live["moscow_clock_websocket_clients"] == 2
     assert live["moscow_clock_ticks_sent_total"] >= 4
     assert live["moscow_clock_sync_requests_total"] == 2
@@ -76,7 +70,14 @@ async def test_metrics_add_up_over_workers(start_server: Start) -> None:
     clients = [await websockets.connect(server.ws_url) for _ in range(12)]
     for ws in clients:
         await next_tick(ws)
-    await asyncio.sleep(1.2)  # every worker has published its counters once more
+    # Every worker publishes its counters each second: wait until a round of
+    # scrapes (answered by either worker) all see the twelve, then take six.
+    await _scrape_until(
+        server,
+        lambda m: m["moscow_clock_websocket_clients"] == 12,
+        "every worker has published",
+        rounds=6,
+    )
     seen = [await asyncio.to_thread(scrape, server) for _ in range(6)]
     for ws in clients:
         await ws.close()
@@ -90,7 +91,7 @@ async def test_json_logs_one_line_per_connection(start_server: Start) -> None:
     server = start_server(LOG_JSON="true")
     async with websockets.connect(server.ws_url) as ws:
         await next_tick(ws)
-    await asyncio.sleep(0.3)
+    await until(lambda: "websocket closed" in server.log(), 3, "the close is logged")
     await asyncio.to_thread(scrape, server)
     server.stop()
     entries = [json.loads(line) for line in server.log().splitlines() if line.strip()]
@@ -103,3 +104,21 @@ async def test_json_logs_one_line_per_connection(start_server: Start) -> None:
     assert {"method", "path", "status", "duration_ms", "remote"} <= access[-1].keys()
     assert any(e["path"] == "/metrics" and e["status"] == 200 for e in access)
     assert {e["level"] for e in entries} <= {"info", "warning"}
+
+
+async def _scrape_until(
+    server: ServerProcess, condition: Callable[[dict[str, float]], bool], what: str, rounds: int = 1
+) -> dict[str, float]:
+    """Scrape until `rounds` scrapes in a row satisfy `condition` (within a
+    scaled deadline); the last of them."""
+
+    def poll() -> dict[str, float]:
+        deadline = time.monotonic() + scaled(5)
+        while True:
+            samples = [scrape(server) for _ in range(rounds)]
+            if all(condition(sample) for sample in samples):
+                return samples[-1]
+            assert time.monotonic() < deadline, f"not within {scaled(5)} s: {what}: {samples}"
+            time.sleep(0.05)
+
+    return await asyncio.to_thread(poll)

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 from quart import Quart
 
 from moscow_clock.web.pwa import static_shell
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the IHDR chunk, which must come first."""
-    assert data[:8] == PNG_SIGNATURE
-    length, kind, width, height = struct.unpack(">I4sII", data[8:24])
-    assert (length, kind) == (13, b"IHDR")
-    return width, height
+from .support.png import png_size
 
 
 async def test_manifest_is_valid_and_its_icons_exist(app: Quart) -> None:

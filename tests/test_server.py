@@ -11,48 +11,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed
 
 from moscow_clock.core.clock import moscow_time
 
+# receive_json, next_tick and close_code live in tests/support/clients.py;
+# imported here by name, so `from .test_server import next_tick` keeps working.
+from .support.clients import close_code, next_tick, receive_json
 from .support.server import ROOT, ServerProcess
+from .support.timing import scaled
 
 pytestmark = pytest.mark.server
 
 Start = Callable[..., ServerProcess]
 
 
-async def receive_json(ws: websockets.ClientConnection, timeout: float = 3) -> dict[str, Any]:
-    message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-    assert isinstance(message, dict)
-    return message
-
-
-async def next_tick(ws: websockets.ClientConnection) -> tuple[dict[str, Any], float]:
-    while True:
-        message = await receive_json(ws)
-        if message["type"] == "tick":
-            return message, time.time() * 1000
-
-
-async def close_code(ws: websockets.ClientConnection, timeout: float = 5) -> int | None:
-    """Read until the server closes; the close code it sent."""
-    async with asyncio.timeout(timeout):
-        try:
-            while True:
-                await ws.recv()
-        except ConnectionClosed:
-            pass
-    assert ws.close_code is not None
-    return ws.close_code
-
-
-async def test_ticks_arrive_just_after_each_second(server: ServerProcess) -> None:
-    async with websockets.connect(server.ws_url) as ws:
+async def test_ticks_arrive_just_after_each_second(shared_server: ServerProcess) -> None:
+    async with websockets.connect(shared_server.ws_url) as ws:
         ticks = [await next_tick(ws) for _ in range(3)]
     epochs = [int(tick["epoch_ms"]) for tick, _ in ticks]
     assert all(epoch % 1000 == 0 for epoch in epochs)
@@ -61,7 +38,7 @@ async def test_ticks_arrive_just_after_each_second(server: ServerProcess) -> Non
         epoch = int(tick["epoch_ms"])
         # Never before its second; lateness is measured by the benchmark, here
         # it only has to be clearly the tick for this second.
-        assert epoch <= received_ms < epoch + 500
+        assert epoch <= received_ms < epoch + scaled(500)
         moment = moscow_time(epoch)
         assert tick == {
             "type": "tick",
@@ -72,8 +49,8 @@ async def test_ticks_arrive_just_after_each_second(server: ServerProcess) -> Non
         }
 
 
-async def test_sync_reply_carries_the_server_time(server: ServerProcess) -> None:
-    async with websockets.connect(server.ws_url) as ws:
+async def test_sync_reply_carries_the_server_time(shared_server: ServerProcess) -> None:
+    async with websockets.connect(shared_server.ws_url) as ws:
         t0 = time.time() * 1000
         await ws.send(json.dumps({"type": "sync", "t0": t0}))
         while (reply := await receive_json(ws))["type"] != "sync":
@@ -95,8 +72,9 @@ async def test_sync_reply_carries_the_server_time(server: ServerProcess) -> None
     ],
 )
 async def test_bad_input_closes_that_client_only(
-    server: ServerProcess, message: str | bytes, code: int
+    shared_server: ServerProcess, message: str | bytes, code: int
 ) -> None:
+    server = shared_server  # read-only: it closes one client of its own
     async with (
         websockets.connect(server.ws_url) as bystander,
         websockets.connect(server.ws_url, max_size=None) as offender,
@@ -121,10 +99,10 @@ async def test_sigterm_closes_websockets_with_1001_and_exits_0(
     started = time.monotonic()
     server.signal(signal.SIGTERM)
     codes = await asyncio.gather(*(close_code(ws) for ws in clients))
-    exit_code = await asyncio.to_thread(server.wait, 10)
+    exit_code = await asyncio.to_thread(server.wait, scaled(10))
     assert codes == [1001] * len(clients)
     assert exit_code == 0
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < scaled(5)
     assert "Traceback" not in server.log()
     # Nothing (a ping task, say) held the shutdown until the hard deadline.
     assert "still open" not in server.log()
@@ -144,8 +122,10 @@ async def test_a_client_that_never_answers_the_close_cannot_hold_shutdown(
     # From here on it never reads and never sends its half of the close.
     started = time.monotonic()
     server.signal(signal.SIGTERM)
-    assert await asyncio.to_thread(server.wait, 10) == 0
-    assert time.monotonic() - started < 1 + 2  # GRACEFUL_TIMEOUT plus the hard deadline's 1 s
+    assert await asyncio.to_thread(server.wait, scaled(10)) == 0
+    assert time.monotonic() - started < scaled(
+        1 + 2
+    )  # GRACEFUL_TIMEOUT plus the hard deadline's 1 s
     assert "still open" in server.log()
     writer.close()
 
@@ -155,7 +135,7 @@ async def test_sigint_also_drains(server: ServerProcess) -> None:
         await next_tick(ws)
         server.signal(signal.SIGINT)
         assert await close_code(ws) == 1001
-    assert await asyncio.to_thread(server.wait, 10) == 0
+    assert await asyncio.to_thread(server.wait, scaled(10)) == 0
 
 
 def test_healthcheck_command(server: ServerProcess) -> None:
@@ -165,7 +145,7 @@ def test_healthcheck_command(server: ServerProcess) -> None:
         env={**server.env, "HOST": "0.0.0.0"},
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=scaled(10),
     )
     assert ok.returncode == 0, ok.stderr
     server.stop()
@@ -175,7 +155,7 @@ def test_healthcheck_command(server: ServerProcess) -> None:
         env=server.env,
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=scaled(10),
     )
     assert down.returncode == 1
     assert "healthcheck:" in down.stderr
@@ -188,7 +168,7 @@ def test_bad_configuration_fails_fast_without_a_traceback() -> None:
         env={**os.environ, "PORT": "eighty"},
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=scaled(10),
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "moscow_clock: PORT='eighty' is not a whole number"

@@ -17,13 +17,9 @@ from moscow_clock.live.ticker import Broadcast, Ticker
 
 from .fakes import FakeASGI
 from .support.rawws import server_frames
+from .support.timing import scaled
 
 NOW = 1795722005250.0
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def start(
@@ -37,14 +33,15 @@ async def start(
             return await session.serve(fake.receive)
 
     task = asyncio.create_task(run())
-    await settle()
+    # Reading with nothing to read: it is subscribed and listening.
+    await asyncio.wait_for(fake.waiting.wait(), scaled(1))
     return fake, session, task
 
 
 async def test_sync_is_answered_without_waiting_for_a_tick() -> None:
     fake, _, task = await start(Ticker())
     fake.client_sends('{"type":"sync","t0":42.5}')
-    await settle()
+    await asyncio.wait_for(fake.sent_count(1), scaled(1))
     assert [json.loads(m) for m in fake.sent] == [
         {"type": "sync", "t0": 42.5, "server_ms": NOW, "error_ms": None}
     ]
@@ -54,7 +51,7 @@ async def test_sync_is_answered_without_waiting_for_a_tick() -> None:
 async def test_sync_reply_carries_the_servers_error_bound() -> None:
     fake, _, task = await start(Ticker(), error_ms=7.25)
     fake.client_sends('{"type":"sync","t0":1}')
-    await settle()
+    await asyncio.wait_for(fake.sent_count(1), scaled(1))
     assert json.loads(fake.sent[0])["error_ms"] == 7.25
     task.cancel()
 
@@ -74,7 +71,7 @@ async def test_a_bad_message_closes_only_that_session() -> None:
     bad, _, bad_task = await start(ticker)
     good, _, good_task = await start(ticker)
     bad.client_sends(b"\x00")
-    assert await asyncio.wait_for(bad_task, 1) is not None
+    assert await asyncio.wait_for(bad_task, scaled(1)) is not None
     assert bad.closed == (1003, "binary messages are not supported")
     assert ticker.clients == 1
     await ticker.publish(make_tick(1000))
@@ -86,7 +83,7 @@ async def test_a_flood_is_closed_with_1008() -> None:
     fake, _, task = await start(Ticker(), rate=1.0)  # bursts of 30
     for n in range(40):
         fake.client_sends(json.dumps({"type": "sync", "t0": n}))
-    await asyncio.wait_for(task, 1)
+    await asyncio.wait_for(task, scaled(1))
     assert len(fake.sent) == 30
     assert fake.closed == (1008, "too many messages")
 
@@ -94,15 +91,15 @@ async def test_a_flood_is_closed_with_1008() -> None:
 async def test_the_client_leaving_ends_the_session() -> None:
     fake, _, task = await start(Ticker())
     fake.client_leaves()
-    assert await asyncio.wait_for(task, 1) is None  # the client left first
+    assert await asyncio.wait_for(task, scaled(1)) is None  # the client left first
     assert fake.closed is None
 
 
 async def test_drain_closes_with_going_away() -> None:
     ticker = Ticker()
     fake, _, task = await start(ticker)
-    assert await ticker.drain(timeout=1)
-    await asyncio.wait_for(task, 1)
+    assert await ticker.drain(timeout=scaled(1))
+    await asyncio.wait_for(task, scaled(1))
     assert fake.closed == (1001, "server shutting down")
 
 
@@ -116,7 +113,8 @@ async def test_a_stalled_client_delays_no_one_and_skips_stale_ticks() -> None:
         assert json.loads(prompt.sent[-1])["epoch_ms"] == second
     assert stalled.sent == []
     stalled.unblocked.set()
-    await settle()
+    # The write it was stuck in finishes (and with it, its turn is over).
+    await asyncio.wait_for(stalled.sent_count(1), scaled(1))
     await ticker.publish(make_tick(4000))
     # It finishes the write it was stuck in, skips 2000 and 3000, then goes on.
     assert [json.loads(m)["epoch_ms"] for m in stalled.sent] == [1000, 4000]

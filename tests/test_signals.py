@@ -25,40 +25,23 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from .support.server import ROOT, ServerProcess
+from .support.timing import scaled
 
 pytestmark = pytest.mark.server
 
 # Short, so that the bounds below are tight; clients here answer a close at once.
 GRACEFUL = "2"
-GONE_WITHIN_S = 5.0
+GONE_WITHIN_S = scaled(5.0)  # TEST_TIME_SCALE applied here, once
 
 
 class GroupServer(ServerProcess):
     """A server in its own process group (the supervisor leads it, the
-    workers are in it), killed as a group when the test ends."""
-
-    def start(self, timeout: float = 15.0) -> GroupServer:
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moscow_clock"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            if self.healthy():
-                return self
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
+    workers are in it; ServerProcess starts every server so), ended as a
+    group when the test ends."""
 
     def healthy(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=scaled(1)) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 return sock.recv(64).startswith(b"HTTP/1.1 200")
         except OSError:
@@ -91,7 +74,7 @@ def start_group(tmp_path: Path) -> Iterator[Callable[..., GroupServer]]:
 
     yield start
     for server in started:
-        server.kill_group()
+        server.end()  # SIGTERM to the group, then SIGKILL: nothing outlives the test
 
 
 def alive(pid: int) -> bool:
@@ -135,7 +118,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float) -> float:
 async def connected(server: ServerProcess, count: int) -> list[websockets.ClientConnection]:
     clients = [await websockets.connect(server.ws_url) for _ in range(count)]
     for ws in clients:
-        await asyncio.wait_for(ws.recv(), 3)  # the first tick: it is being served
+        await asyncio.wait_for(ws.recv(), scaled(3))  # the first tick: it is being served
     return clients
 
 
@@ -175,7 +158,7 @@ async def test_sigusr_is_logged_and_ignored(
     (ws,) = await connected(server, 1)
     server.signal(signum)
     for _ in range(2):  # still ticking, a second and more later
-        await asyncio.wait_for(ws.recv(), 3)
+        await asyncio.wait_for(ws.recv(), scaled(3))
     assert server.healthy()
     assert server.process is not None
     assert server.process.poll() is None
@@ -202,7 +185,7 @@ async def test_workers_follow_a_killed_supervisor(
     assert codes == [1001] * len(clients)
     await wait_until(lambda: not any(alive(pid) for pid in workers), GONE_WITHIN_S)
     assert bindable(server.port)
-    await wait_until(lambda: not shared.exists(), 1.0)
+    await wait_until(lambda: not shared.exists(), scaled(1.0))
 
 
 async def test_a_new_supervisor_removes_directories_of_dead_ones(
@@ -283,7 +266,7 @@ def test_a_supervisor_that_fails_to_start_its_workers_cleans_up() -> None:
         process_group=0,
     )
     try:
-        output, _ = process.communicate(timeout=20)
+        output, _ = process.communicate(timeout=scaled(20))
     finally:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ from moscow_clock.core.clock import Tick, make_tick
 from moscow_clock.live.ticker import FANOUT_CHUNK, Broadcast, Ticker, TickerClosed
 
 from .fakes import FakeTime
+from .support.timing import scaled
 
 
 async def run_until(ticker: Ticker, fake: FakeTime, count: int) -> list[tuple[int, float]]:
@@ -25,7 +26,7 @@ async def run_until(ticker: Ticker, fake: FakeTime, count: int) -> list[tuple[in
             ticker.close()
 
     ticker.publish = record  # type: ignore[method-assign]
-    await asyncio.wait_for(ticker.run(), timeout=5)
+    await asyncio.wait_for(ticker.run(), timeout=scaled(5))
     return published
 
 
@@ -124,8 +125,10 @@ async def test_a_long_fanout_lets_other_work_run() -> None:
     ticker = Ticker()
     clients = [Recorder() for _ in range(FANOUT_CHUNK * 4)]
     ran_during_fanout = []
+    running = asyncio.Event()
 
     async def other_work() -> None:
+        running.set()
         while True:
             ran_during_fanout.append(sum(len(c.got) for c in clients))
             await asyncio.sleep(0)
@@ -134,7 +137,7 @@ async def test_a_long_fanout_lets_other_work_run() -> None:
         for client in clients:
             stack.enter_context(ticker.subscription(client))
         worker = asyncio.create_task(other_work())
-        await asyncio.sleep(0)
+        await running.wait()
         await ticker.publish(make_tick(1000))
         worker.cancel()
     # Something else ran between chunks, not only before and after the fan-out.
@@ -154,14 +157,21 @@ async def test_close_tells_subscribers_to_go_and_refuses_newcomers() -> None:
 async def test_drain_waits_for_every_client_to_leave() -> None:
     ticker = Ticker()
 
-    async def client(linger: float) -> None:
+    subscribed = [asyncio.Event(), asyncio.Event()]
+
+    async def client(linger: float, done: asyncio.Event) -> None:
         with ticker.subscription(Recorder()):
+            done.set()
             await asyncio.sleep(linger)  # closing its websocket
 
-    clients = [asyncio.create_task(client(0.01)), asyncio.create_task(client(0.02))]
-    await asyncio.sleep(0)
+    clients = [
+        asyncio.create_task(client(0.01, subscribed[0])),
+        asyncio.create_task(client(0.02, subscribed[1])),
+    ]
+    for event in subscribed:
+        await event.wait()
     assert ticker.clients == 2
-    assert await ticker.drain(timeout=2) is True
+    assert await ticker.drain(timeout=scaled(2)) is True
     assert ticker.clients == 0
     await asyncio.gather(*clients)
 
@@ -169,4 +179,4 @@ async def test_drain_waits_for_every_client_to_leave() -> None:
 async def test_drain_gives_up_after_its_timeout() -> None:
     ticker = Ticker()
     with ticker.subscription(Recorder()):
-        assert await ticker.drain(timeout=0.01) is False
+        assert await ticker.drain(timeout=scaled(0.01)) is False

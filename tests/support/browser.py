@@ -1,9 +1,18 @@
-"""Finding and launching Chromium for the browser tests."""
+"""Finding and launching Chromium for the browser tests, and a page that
+loads the front end's modules straight from disk."""
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from playwright.async_api import Browser, Page, Route
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = ROOT / "static"
 
 # Flags from the machine notes: no sandbox as root, and no background
 # networking that this closed network would refuse.
@@ -15,6 +24,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+# An origin no server answers: Playwright fulfils every request to it.
+STATIC_ORIGIN = "http://test.local"
+BLANK = "<!doctype html><html lang=en><meta charset=utf-8><title>modules</title></html>"
 
 
 def system_chromium() -> str | None:
@@ -28,3 +41,27 @@ def system_chromium() -> str | None:
 def browser_required() -> bool:
     """In CI a browser test that cannot run must fail, never skip."""
     return os.environ.get("REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true"
+
+
+async def _serve_from_disk(route: Route) -> None:
+    """`/` is a blank page; `/static/...` the file in static/; anything else 404."""
+    path = urlsplit(route.request.url).path
+    if path == "/":
+        await route.fulfill(status=200, content_type="text/html", body=BLANK)
+        return
+    file = (ROOT / path.lstrip("/")).resolve()
+    if path.startswith("/static/") and file.is_relative_to(STATIC) and file.is_file():
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        await route.fulfill(status=200, content_type=kind, body=file.read_bytes())
+    else:
+        await route.fulfill(status=404, content_type="text/plain", body="not found")
+
+
+async def static_page(browser: Browser) -> Page:
+    """A blank page on STATIC_ORIGIN whose /static/ comes from the files on
+    disk, with no server: ES module imports need an http(s) URL, so the
+    page and its modules share an origin that Playwright answers itself."""
+    page = await browser.new_page()
+    await page.route(f"{STATIC_ORIGIN}/**", _serve_from_disk)
+    await page.goto(f"{STATIC_ORIGIN}/")
+    return page

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .server import ROOT, free_port
+from .timing import scaled
 
 # Exactly the hardening flags the README's `docker run` line uses.
 HARDENING = ("--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
@@ -38,7 +39,7 @@ class Engine:
 
     def run(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         result = subprocess.run(
-            [self.name, *args], capture_output=True, text=True, timeout=timeout, check=False
+            [self.name, *args], capture_output=True, text=True, timeout=scaled(timeout), check=False
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"{self.name} {' '.join(args)}: {result.stderr.strip()}")
@@ -51,7 +52,7 @@ class Engine:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=scaled(900),
             check=False,
         )
         if result.returncode != 0:
@@ -92,10 +93,10 @@ class Container:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=scaled(1)) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -108,7 +109,7 @@ class Container:
             [self.engine.name, "logs", self.name],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=scaled(30),
             check=False,
         )
         return result.stdout + result.stderr
@@ -125,6 +126,9 @@ class Container:
 
 def _succeeds(command: list[str]) -> bool:
     try:
-        return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode == 0
+        return (
+            subprocess.run(command, capture_output=True, timeout=scaled(30), check=False).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -9,6 +9,8 @@ from datetime import datetime
 
 from playwright.async_api import Page
 
+from .timing import scaled
+
 # Runs before the page's own scripts: logs every change of <time id="clock">
 # with the page's Date.now() (which page.clock may skew; see page_clock_skew_ms).
 RECORD_FLIPS = """
@@ -66,7 +68,7 @@ async def wait_until_synced(page: Page, timeout_ms: float = 15000) -> None:
     await page.wait_for_function(
         "() => document.getElementById('status').dataset.state === 'live'"
         " && document.getElementById('accuracy').textContent !== ''",
-        timeout=timeout_ms,
+        timeout=scaled(timeout_ms),
     )
 
 
