@@ -39,6 +39,8 @@ def screen(host: str | None, head_bytes: int, public_origins: frozenset[str]) ->
     if not host_allowed(host, public_origins):
         return FOREIGN_HOST
     return None
+
+
 BUSY = Refusal("busy", 503, "server busy, try again later\n", {"Retry-After": "5"})
 
 

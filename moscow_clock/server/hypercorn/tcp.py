@@ -93,10 +93,13 @@ class TCPServer(tcp_server.TCPServer):
         finally:
             if self.connections is not None:
                 self.connections.gone(self)
-            # The connection is over: drop the reference that made it a cycle
-            # (the protocol holds `self.protocol_send`), so reference counting
-            # frees it all at once, frozen or not (collector.py).
+            # The connection is over: drop the references that made it a cycle
+            # (the protocol holds `self.protocol_send`; the task group holds
+            # the task whose context holds `current`, this server), so
+            # reference counting frees it all at once, frozen or not
+            # (collector.py).
             self.__dict__.pop("protocol", None)
+            self.__dict__.pop("_task_group", None)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
