@@ -6,7 +6,25 @@ the kernel (`SO_TIMESTAMPNS`), not from when this loop got round to a socket,
 so ten thousand ticks landing at once are timed as they arrived rather than
 as late as the last one was parsed.
 
-Run by `bench/run.py`; a worker prints one JSON summary line when done.
+The measured window is a whole number of ticks: the seconds
+[start, start + seconds) by the ticks' own `epoch_ms`, read until a grace
+period after the last one, so a client that got every tick counts exactly
+`seconds` of them. Lateness is kept per second as a histogram of whole
+milliseconds (exact pooling across workers, and the worst second's p99).
+
+With `--reconnect` a client behaves like the page (static/js/connection.js):
+a lost connection (close frame, reset, a refused handshake, 4.5 s of silence,
+a connect unanswered for 15 s) is retried after `backoffDelay(attempt)` (first
+250-500 ms, then doubling with "equal jitter" up to 10 s), the attempt count
+reset only by a tick; a 1001 close that asks to "reconnect within N ms" is
+retried at a uniformly random moment within N ms instead. As the page was
+before: `--ignore-hint --connect-timeout 4.5`. Reconnects
+go to `--reconnect-port` (the surviving server behind a balancer). A client's
+first connect is patient (no watchdog, no retry: the ramp is not the test)
+unless `--retry-first`.
+
+Run by `bench/run.py`, `bench/soak.py`, `bench/storm.py`; a worker prints one
+JSON summary line when done.
 """
 
 from __future__ import annotations
@@ -14,14 +32,18 @@ from __future__ import annotations
 import argparse
 import base64
 import errno
+import heapq
 import json
+import math
 import os
 import random
+import re
 import select
 import socket
 import struct
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.support.rawws import CLOSE, PING, PONG, TEXT, client_frame, server_frames, text_frame
@@ -31,17 +53,47 @@ SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 TIMESPEC = struct.Struct("@ll")
 ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)
 
-CONNECTING, HANDSHAKING, OPEN, CLOSED = range(4)
+CONNECTING, HANDSHAKING, OPEN, CLOSED, WAITING = range(5)
+# The page's constants (static/js/connection.js).
+SILENCE_S = 4.5
+CONNECT_TIMEOUT_S = 15.0
+BACKOFF_BASE_MS = 500
+BACKOFF_CAP_MS = 10_000
+
+
+HINT = re.compile(rb"reconnect within (\d+) ms")
+MAX_SPREAD_MS = 30_000
+
+
+def reconnect_within_ms(payload: bytes) -> float:
+    """`reconnectWithinMs` of static/js/connection.js, from a close frame."""
+    if len(payload) < 2 or int.from_bytes(payload[:2], "big") != 1001:
+        return 0.0
+    asked = HINT.search(payload[2:])
+    return min(MAX_SPREAD_MS, int(asked[1])) if asked else 0.0
+
+
+def backoff_delay_ms(attempt: int, rand: float) -> float:
+    """`backoffDelay` of static/js/connection.js, exactly."""
+    ceiling = min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2**attempt)
+    return ceiling / 2 + rand * (ceiling / 2)
 
 
 @dataclass(slots=True)
 class Client:
-    sock: socket.socket
+    sock: socket.socket | None
     fd: int
+    port: int
     state: int = CONNECTING
     inbox: bytearray = field(default_factory=bytearray)
     ticks: int = 0
     sync_sent_ms: float | None = None
+    opened_wall: float = 0.0  # when the websocket last opened
+    last_heard: float = 0.0  # monotonic, for the page's silence watchdog
+    attempt: int = 0  # the page's backoff attempt counter
+    lost_at: float | None = None  # wall time the first connection was lost
+    back_at: float | None = None  # wall time of the first tick after that
+    index: int = 0  # in `everyone`
 
 
 def sync_frame(t0: float) -> bytes:
@@ -59,62 +111,124 @@ def kernel_time_ms(ancdata: list[tuple[int, int, bytes]]) -> float | None:
 def run(args: argparse.Namespace) -> dict[str, object]:
     epoll = select.epoll()
     clients: dict[int, Client] = {}
-    lateness: list[float] = []
+    everyone: list[Client] = []
+    per_second: dict[int, Counter[int]] = {}
     rtts: list[float] = []
+    failures: Counter[str] = Counter()
+    handshakes_at: list[float] = []  # wall times of successful handshakes (reconnects)
     connect_failures = 0
     dropped = 0
+    retries: list[tuple[float, int]] = []  # (monotonic due, index in everyone)
     handshake = (
-        f"GET /ws HTTP/1.1\r\nHost: {args.host}:{args.port}\r\nUpgrade: websocket\r\n"
+        "GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
     )
     started = time.monotonic()
+    wall_offset = time.time() - started
     ramp_interval = 1.0 / args.rate
     next_open = started
     opened = 0
     to_open = args.clients  # grows as churn replaces clients
-    next_churn = started + args.clients / args.rate + args.settle + 1.0
-    measure_from = started + args.clients / args.rate + args.settle
-    measure_until = measure_from + args.seconds
+    ramp_end = started + args.clients / args.rate + args.settle
+    window_start = math.ceil(ramp_end + wall_offset)  # whole wall seconds (epoch)
+    window_end = window_start + int(args.seconds)
+    measure_from = window_start - wall_offset
+    stop_at = window_end + args.grace - wall_offset
+    next_churn = ramp_end + 1.0
     next_sync = measure_from
+    next_watchdog = started
     sync_cursor = 0
 
-    def close(client: Client, lost: bool) -> None:
-        nonlocal dropped
-        if client.state == CLOSED:
+    def open_socket(client: Client, port: int) -> None:
+        nonlocal connect_failures
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex((args.host, port))
+        client.port = port
+        client.inbox = bytearray()
+        client.last_heard = time.monotonic()
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            client.sock = None
+            lost(client, "connect")
             return
-        if lost and client.state == OPEN:
-            dropped += 1
-        client.state = CLOSED
-        epoll.unregister(client.sock.fileno())
+        client.sock, client.fd, client.state = sock, sock.fileno(), CONNECTING
+        clients[client.fd] = client
+        epoll.register(client.fd, select.EPOLLOUT | select.EPOLLIN)
+
+    def close(client: Client) -> None:
+        if client.sock is None:
+            return
+        epoll.unregister(client.fd)
+        clients.pop(client.fd, None)
         client.sock.close()
+        client.sock = None
+
+    def lost(client: Client, why: str, spread_ms: float = 0.0) -> None:
+        """The connection failed or ended; as the page does, retry if asked to."""
+        nonlocal dropped, connect_failures
+        was_open = client.state == OPEN
+        close(client)
+        client.state = CLOSED
+        if was_open:
+            dropped += 1
+        elif why != "closed":
+            connect_failures += 1
+            failures[why] += 1
+        if not args.reconnect or (client.opened_wall == 0.0 and not args.retry_first):
+            return  # a first connect is patient unless asked (--retry-first)
+        now_wall = time.time()
+        if client.lost_at is None:
+            client.lost_at = now_wall
+        if spread_ms > 0 and not args.ignore_hint:
+            delay = random.random() * spread_ms / 1000
+        else:
+            delay = backoff_delay_ms(client.attempt, random.random()) / 1000
+            client.attempt += 1
+        client.state = WAITING
+        heapq.heappush(retries, (time.monotonic() + delay, client.index))
+
+    def new_client() -> None:
+        client = Client(None, -1, args.port, index=len(everyone))
+        everyone.append(client)
+        open_socket(client, args.port)
 
     while True:
         now = time.monotonic()
-        if now >= measure_until:
+        if now >= stop_at:
             break
         if args.churn and now >= next_churn:
             # Some clients leave (closing their socket) and as many new ones join.
             open_clients = [c for c in clients.values() if c.state == OPEN]
             for client in random.sample(open_clients, min(args.churn, len(open_clients))):
-                close(client, lost=False)
-                del clients[client.fd]
+                close(client)
+                client.state = CLOSED
             to_open += args.churn
             next_open = max(next_open, now)
             next_churn += 1.0
         while opened < to_open and now >= next_open:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            err = sock.connect_ex((args.host, args.port))
-            if err not in (0, errno.EINPROGRESS):
-                connect_failures += 1
-                sock.close()
-            else:
-                clients[sock.fileno()] = Client(sock, sock.fileno())
-                epoll.register(sock.fileno(), select.EPOLLOUT | select.EPOLLIN)
+            new_client()
             opened += 1
             next_open += ramp_interval
+        while retries and retries[0][0] <= now:
+            _, index = heapq.heappop(retries)
+            client = everyone[index]
+            if client.state == WAITING:
+                open_socket(client, args.reconnect_port or args.port)
+        if args.reconnect and now >= next_watchdog:
+            # The page's watchdog: silence (no message, no completed connect) is a dead link.
+            connect_timeout = args.connect_timeout
+            silent = [
+                c
+                for c in clients.values()
+                if now - c.last_heard > (SILENCE_S if c.state == OPEN else connect_timeout)
+            ]
+            for client in silent:
+                if client.opened_wall or args.retry_first:
+                    lost(client, "silence")
+            next_watchdog = now + 0.1
         # A few clients at a time measure sync round trips under load.
         if args.sync_every and now >= next_sync and now >= measure_from:
             open_clients = [c for c in clients.values() if c.state == OPEN]
@@ -122,19 +236,25 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 for _ in range(args.sync_batch):
                     client = open_clients[sync_cursor % len(open_clients)]
                     sync_cursor += 1
-                    if client.sync_sent_ms is None:
+                    if client.sync_sent_ms is None and client.sock is not None:
                         client.sync_sent_ms = time.time() * 1000
                         client.sock.send(sync_frame(client.sync_sent_ms))
             next_sync = now + args.sync_every
         for fd, events in epoll.poll(0.05):
-            client = clients[fd]
+            client = clients.get(fd)
+            if client is None or client.sock is None:
+                continue
             if client.state == CONNECTING:
                 if events & (select.EPOLLERR | select.EPOLLHUP):
-                    connect_failures += 1
-                    close(client, lost=False)
+                    lost(client, "connect")
                     continue
                 key = base64.b64encode(os.urandom(16)).decode()
-                client.sock.send(handshake.format(key=key).encode())
+                request = handshake.format(host=args.host, port=client.port, key=key)
+                try:
+                    client.sock.send(request.encode())
+                except OSError:
+                    lost(client, "connect")
+                    continue
                 client.state = HANDSHAKING
                 epoll.modify(fd, select.EPOLLIN)
                 continue
@@ -143,55 +263,69 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             except BlockingIOError:
                 continue
             except OSError:
-                close(client, lost=True)
+                lost(client, "reset")
                 continue
             if not data:
-                close(client, lost=True)
+                lost(client, "closed" if client.state == OPEN else "reset")
                 continue
             arrived_ms = kernel_time_ms(ancdata) or time.time() * 1000
+            client.last_heard = time.monotonic()
             client.inbox += data
             if client.state == HANDSHAKING:
                 head, sep, rest = bytes(client.inbox).partition(b"\r\n\r\n")
                 if not sep:
                     continue
                 if not head.startswith(b"HTTP/1.1 101"):
-                    connect_failures += 1
-                    close(client, lost=False)
+                    status = head.split(b" ", 2)[1].decode() if b" " in head else "?"
+                    lost(client, f"http {status}")
                     continue
                 client.state = OPEN
+                client.opened_wall = arrived_ms / 1000
+                if client.lost_at is not None:
+                    handshakes_at.append(client.opened_wall)
                 client.inbox = bytearray(rest)
-            measuring = measure_from <= time.monotonic() < measure_until
             for opcode, payload in server_frames(client.inbox):
                 if opcode == PING:
                     client.sock.send(client_frame(PONG, payload))
                 elif opcode == CLOSE:
-                    close(client, lost=True)
+                    lost(client, "closed", reconnect_within_ms(payload))
                     break
                 elif opcode == TEXT:
                     if payload.startswith(b'{"type":"tick"'):
-                        if measuring:
+                        client.attempt = 0  # only a ticking connection counts as healthy
+                        if client.lost_at is not None and client.back_at is None:
+                            client.back_at = arrived_ms / 1000
+                        epoch_ms = int(payload.split(b'"epoch_ms":', 1)[1].split(b",", 1)[0])
+                        second = epoch_ms // 1000
+                        if window_start <= second < window_end:
                             client.ticks += 1
-                            epoch_ms = int(payload.split(b'"epoch_ms":', 1)[1].split(b",", 1)[0])
-                            lateness.append(arrived_ms - epoch_ms)
+                            late = per_second.setdefault(second - window_start, Counter())
+                            late[max(0, round(arrived_ms - epoch_ms))] += 1
                     elif client.sync_sent_ms is not None:
                         rtts.append(arrived_ms - client.sync_sent_ms)
                         client.sync_sent_ms = None
 
     connected = sum(1 for c in clients.values() if c.state == OPEN)
-    ticks = [c.ticks for c in clients.values() if c.state == OPEN]
+    # Clients that were open for the whole window: each should have every tick.
+    whole = [
+        c.ticks for c in clients.values() if c.state == OPEN and c.opened_wall < window_start - 0.5
+    ]
+    moved = [c for c in everyone if c.lost_at is not None]
     for client in list(clients.values()):
-        close(client, lost=False)
-    random.shuffle(lateness)
+        close(client)
     return {
         "clients": args.clients,
         "connected": connected,
         "connect_failures": connect_failures,
+        "failures": dict(failures),
         "dropped": dropped,
-        "seconds": args.seconds,
-        "ticks": ticks,
-        "lateness_sample": lateness[: args.sample],
-        "lateness_count": len(lateness),
+        "seconds": int(args.seconds),
+        "window_start": window_start,
+        "ticks": whole,
+        "per_second": {str(s): {str(ms): n for ms, n in c.items()} for s, c in per_second.items()},
         "rtts": rtts,
+        "moved": [[c.lost_at, c.back_at] for c in moved],
+        "handshakes_at": handshakes_at,
         "cpu_s": time.process_time(),
     }
 
@@ -203,11 +337,27 @@ def main() -> None:
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--rate", type=float, default=2000, help="connections opened per second")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds after the ramp")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds (ticks)")
+    parser.add_argument("--grace", type=float, default=2.0, help="read on for late ticks")
     parser.add_argument("--sync-every", type=float, default=0.25, help="0 disables sync probes")
     parser.add_argument("--sync-batch", type=int, default=2)
-    parser.add_argument("--sample", type=int, default=200_000)
     parser.add_argument("--churn", type=int, default=0, help="clients replaced per second")
+    parser.add_argument("--reconnect", action="store_true", help="retry lost clients as the page")
+    parser.add_argument("--reconnect-port", type=int, default=0, help="where retries go")
+    parser.add_argument(
+        "--retry-first",
+        action="store_true",
+        help="a first connect that fails is retried as well (otherwise it waits or gives up)",
+    )
+    parser.add_argument(
+        "--ignore-hint", action="store_true", help="as the page was before: no 1001 hint"
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT_S,
+        help=f"seconds a connect may take (the page: {CONNECT_TIMEOUT_S}; before: {SILENCE_S})",
+    )
     print(json.dumps(run(parser.parse_args())), flush=True)
     sys.exit(0)
 

@@ -1,6 +1,11 @@
-"""Plot `make bench` results: tick lateness and memory against clients.
+"""Plot `make bench` results.
 
 python -m bench.plot bench/results.json docs/performance.png
+    tick lateness and memory against clients
+python -m bench.plot --seconds results.json docs/stalls.png [SERVER=LABEL ...]
+    per-second p99 lateness over the window, one line per server (its median run)
+python -m bench.plot --overload results.json docs/overload.png
+    offered against admitted clients, and the admitted clients' p99
 """
 
 from __future__ import annotations
@@ -10,13 +15,83 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-LABELS = {"moscow_clock": "moscow_clock (1 process)", "naive": "naive Quart loop"}
+LABELS = {
+    "moscow_clock": "moscow_clock (1 process)",
+    "naive": "naive Quart loop",
+    "reference": "websockets library, broadcast()",
+}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose pooled p99 is the median of its server's runs."""
+    ordered = sorted(runs, key=lambda r: r["late_p99"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def per_second(results: Path, out: Path, labels: dict[str, str]) -> None:
+    runs = json.loads(results.read_text())
+    by_server: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        by_server[run["server"]].append(run)
+    fig, axes = plt.subplots(figsize=(11, 4.2), dpi=110)
+    for server, server_runs in by_server.items():
+        if labels and server not in labels:
+            continue
+        run = median_run(server_runs)
+        values = [v if v == v else float("nan") for v in run["sec_p99"]]
+        label = labels.get(server) or LABELS.get(server, server)
+        axes.plot(
+            range(len(values)), values, marker=".", label=f"{label} (p99 {run['late_p99']:.0f} ms)"
+        )
+        missing = [i for i, v in enumerate(values) if v != v]
+        if missing:
+            axes.plot(missing, [0] * len(missing), "x", color="red")
+    clients = runs[0]["clients"]
+    title = f"Per-second p99 lateness, {clients:,} clients (x: a second with no tick)"
+    axes.set(xlabel="second of the window", ylabel="p99 tick lateness that second (ms)")
+    axes.set_title(title)
+    axes.set_ylim(0, None)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
+def overload(results: Path, out: Path) -> None:
+    runs = [r for r in json.loads(results.read_text()) if r["server"] == "moscow_clock"]
+    by_offered: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        by_offered[run["clients"]].append(run)
+    offered = sorted(by_offered)
+    admitted = [statistics.median(r["connected"] for r in by_offered[n]) for n in offered]
+    p99 = [statistics.median(r["late_p99"] for r in by_offered[n]) for n in offered]
+    worst = [statistics.median(r["worst_sec_p99"] for r in by_offered[n]) for n in offered]
+    fig, (count, late) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    count.plot(offered, offered, linestyle=":", color="grey", label="offered")
+    count.plot(offered, admitted, marker="o", label="admitted")
+    count.set(xlabel="clients offered", ylabel="clients", title="Admitted against offered")
+    late.plot(offered, p99, marker="o", label="admitted clients' p99")
+    late.plot(offered, worst, marker=".", linestyle="--", label="worst second's p99")
+    late.axhline(250, color="grey", linewidth=0.8, linestyle=":")
+    late.set(
+        xlabel="clients offered", ylabel="tick lateness (ms)", title="Lateness of the admitted"
+    )
+    for axes in (count, late):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+        axes.set_ylim(0, None)
+    fig.suptitle("Overload: one process, FANOUT_BUDGET=0.2 s, refused pages retry", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"wrote {out}")
 
 
 def main(results: Path, out: Path) -> None:
@@ -55,4 +130,10 @@ def main(results: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    if sys.argv[1] == "--seconds":
+        per_second(Path(sys.argv[2]), Path(sys.argv[3]),
+                   dict(a.split("=", 1) for a in sys.argv[4:]))  # fmt: skip
+    elif sys.argv[1] == "--overload":
+        overload(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]))

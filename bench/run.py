@@ -1,16 +1,28 @@
-"""`make bench`: live clients per process, tick lateness, memory, CPU.
+"""`make bench`: live clients per process, tick lateness, stalls, memory, CPU.
 
-For each server (moscow_clock, and the naive per-connection loop in
-`bench/naive_app.py` for a ratio) and each client count, start the server on
-core 0 and load generators (`bench/loadgen.py`) on core 1, ramp the clients
-up, measure for a fixed time, and report medians over repeated runs:
+For each client count and each server, start the server on core 0 and load
+generators (`bench/loadgen.py`) on core 1, ramp the clients up, measure a
+window of whole ticks, and report medians over repeated runs. The servers:
+moscow_clock; `reference`, the `websockets` library's own server with
+`broadcast()` (`bench/reference_app.py`), measured in the same run so every
+figure has a ratio against it; `naive`, the obvious per-connection Quart loop
+(`bench/naive_app.py`); and any other checkout of moscow_clock given with
+`--checkout NAME=PATH` (say, the commit before a change), or this one with
+other settings given with `--variant NAME=ENV=VALUE,...`:
 
     python -m bench.run --clients 1000,5000,10000 --runs 3 --json bench/results.json
 
-Figures per run: clients connected and dropped, ticks per client per second,
-tick lateness (kernel arrival minus the tick's epoch_ms) p50/p90/p99/max, sync
-round trip p50/p99 under load, server CPU % and RSS (total and per
-connection, above the idle process), and the load generators' own CPU.
+The window is 60 s by default: three ping intervals at the defaults, so a
+process-wide stall that comes once an interval is in it. Figures per run:
+clients connected and dropped, ticks per client per second and the worst
+client's share of the window's ticks, tick lateness (kernel arrival minus the
+tick's epoch_ms) p50/p90/p99/max pooled over the window and the worst and
+median of the per-second p99s, sync round trip p50/p99 under load, server
+CPU % and RSS (total and per connection, above the idle process), the load
+generators' own CPU, and the load average before and after.
+
+Cost: a run takes ramp (clients / --rate) + --settle + --seconds + ~5 s;
+the default (3 client counts x 3 servers x 1 run x 60 s) about 11 minutes.
 """
 
 from __future__ import annotations
@@ -27,12 +39,16 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = {
     "moscow_clock": [sys.executable, "-m", "moscow_clock"],
+    "reference": [sys.executable, "-m", "bench.reference_app"],
     "naive": [sys.executable, "-m", "bench.naive_app"],
 }
+CHECKOUTS: dict[str, Path] = {}  # more moscow_clock servers: name -> checkout (--checkout)
+VARIANTS: dict[str, dict[str, str]] = {}  # moscow_clock with more settings (--variant)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -51,6 +67,8 @@ class Result:
     late_p90: float
     late_p99: float
     late_max: float
+    worst_sec_p99: float
+    median_sec_p99: float
     rtt_p50: float
     rtt_p99: float
     cpu_pct: float
@@ -58,6 +76,84 @@ class Result:
     rss_idle_mb: float
     kb_per_conn: float
     loadgen_cpu_pct: float
+    fanout_mean_ms: float = float("nan")  # from the server's /metrics, when it has them
+    lag_over_100ms: float = float("nan")  # loop-lag samples (every 50 ms) over 100 ms
+    gc_over_50ms: float = float("nan")  # collections that took over 50 ms
+    load_before: str = ""
+    load_after: str = ""
+    seconds: int = 0
+    sec_p99: list[float] | None = None  # per second of the window
+
+
+Hist = dict[int, int]
+
+
+def merged(reports: list[dict[str, Any]]) -> dict[int, Hist]:
+    """Per-second lateness histograms of every worker, summed."""
+    out: dict[int, Hist] = {}
+    for report in reports:
+        for second, hist in report["per_second"].items():
+            into = out.setdefault(int(second), {})
+            for ms, count in hist.items():
+                into[int(ms)] = into.get(int(ms), 0) + count
+    return out
+
+
+def hist_quantile(hist: Hist, q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    rank, seen = q * total, 0
+    for ms in sorted(hist):
+        seen += hist[ms]
+        if seen > rank:
+            return float(ms)
+    return float(max(hist))
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A server's /metrics as {sample: value} (empty if it has none)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def over(samples: dict[str, float], histogram: str, bound: str) -> float:
+    """Observations above `bound` in a histogram, summed over its labels (nan: none)."""
+    counts = [v for k, v in samples.items() if k.startswith(f"{histogram}_count")]
+    if not counts:
+        return float("nan")
+    below = sum(
+        v
+        for k, v in samples.items()
+        if k.startswith(f"{histogram}_bucket") and f'le="{bound}"' in k
+    )
+    return sum(counts) - below
+
+
+def stall_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Fan-out mean, loop stalls and long collections between two scrapes."""
+    fanout = "moscow_clock_tick_fanout_seconds"
+    count = after.get(f"{fanout}_count", 0) - before.get(f"{fanout}_count", 0)
+    total = after.get(f"{fanout}_sum", 0) - before.get(f"{fanout}_sum", 0)
+    lag, pauses = "moscow_clock_event_loop_lag_seconds", "moscow_clock_gc_pause_seconds"
+    return {
+        "fanout_mean_ms": 1000 * total / count if count else float("nan"),
+        "lag_over_100ms": over(after, lag, "0.1") - over(before, lag, "0.1"),
+        "gc_over_50ms": over(after, pauses, "0.05") - over(before, pauses, "0.05"),
+    }
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def process_tree(pid: int) -> list[int]:
@@ -158,11 +254,14 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         "LOG_LEVEL": "warning",
         "MAX_CONNECTIONS": str(clients + 1000),
         **dict(item.split("=", 1) for item in args.server_env),
+        **VARIANTS.get(server, {}),
     }
     server_cores = args.server_cores if workers == 1 else args.server_cores_multi
+    command = SERVERS.get(server, SERVERS["moscow_clock"])
+    load_before = loadavg()
     process = subprocess.Popen(
-        ["taskset", "-c", server_cores, *SERVERS[server]],
-        cwd=ROOT,
+        ["taskset", "-c", server_cores, *command],
+        cwd=CHECKOUTS.get(server, ROOT),
         env=env,
         preexec_fn=raise_open_files,
     )
@@ -191,6 +290,9 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
                     str(args.seconds),
                     "--settle",
                     str(args.settle),
+                    "--grace",
+                    str(args.grace),
+                    *(["--reconnect", "--retry-first"] if args.retry else []),
                 ],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
@@ -198,17 +300,19 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
             )
             for i in range(args.generators)
         ]
-        ramp = clients / args.rate + args.settle
+        ramp = clients / args.rate + args.settle + 1  # the window starts on a whole second
         time.sleep(ramp)
         pids = process_tree(process.pid)
         cpu_start, wall_start = cpu_seconds(pids), time.monotonic()
+        metrics_start = scrape(port)
         time.sleep(args.seconds / 2)
         rss = rss_bytes(process_tree(process.pid))
         time.sleep(max(0.0, args.seconds - (time.monotonic() - wall_start) - 0.2))
         cpu = (cpu_seconds(process_tree(process.pid)) - cpu_start) / (time.monotonic() - wall_start)
+        stalls = stall_figures(metrics_start, scrape(port))
         reports = []
         for generator in generators:
-            out, _ = generator.communicate(timeout=ramp + args.seconds + 60)
+            out, _ = generator.communicate(timeout=ramp + args.seconds + args.grace + 60)
             reports.append(json.loads(out))
     finally:
         process.terminate()
@@ -217,7 +321,12 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    lateness = [x for r in reports for x in r["lateness_sample"]]
+    by_second = merged(reports)
+    pooled: Hist = {}
+    for hist in by_second.values():
+        for ms, count in hist.items():
+            pooled[ms] = pooled.get(ms, 0) + count
+    sec_p99 = [hist_quantile(by_second.get(i, {}), 0.99) for i in range(int(args.seconds))]
     ticks = [t for r in reports for t in r["ticks"]]
     rtts = [x for r in reports for x in r["rtts"]]
     connected = sum(r["connected"] for r in reports)
@@ -231,10 +340,12 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         failures=sum(r["connect_failures"] for r in reports),
         ticks_per_client_s=statistics.fmean(ticks) / args.seconds if ticks else 0.0,
         min_tick_ratio=min(ticks) / args.seconds if ticks else 0.0,
-        late_p50=percentile(lateness, 0.50),
-        late_p90=percentile(lateness, 0.90),
-        late_p99=percentile(lateness, 0.99),
-        late_max=max(lateness) if lateness else float("nan"),
+        late_p50=hist_quantile(pooled, 0.50),
+        late_p90=hist_quantile(pooled, 0.90),
+        late_p99=hist_quantile(pooled, 0.99),
+        late_max=float(max(pooled)) if pooled else float("nan"),
+        worst_sec_p99=max((p for p in sec_p99 if p == p), default=float("nan")),
+        median_sec_p99=statistics.median(p for p in sec_p99 if p == p) if pooled else float("nan"),
         rtt_p50=percentile(rtts, 0.50),
         rtt_p99=percentile(rtts, 0.99),
         cpu_pct=100 * cpu,
@@ -242,13 +353,18 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         rss_idle_mb=rss_idle / 1e6,
         kb_per_conn=(rss - rss_idle) / 1e3 / max(connected, 1),
         loadgen_cpu_pct=100 * sum(r["cpu_s"] for r in reports) / wall,
+        **stalls,
+        load_before=load_before,
+        load_after=loadavg(),
+        seconds=int(args.seconds),
+        sec_p99=sec_p99,
     )
 
 
 def median_result(runs: list[Result]) -> Result:
     """Field-wise medians over repeated runs (counts: the worst run)."""
     first = asdict(runs[0])
-    merged = {}
+    merged: dict[str, Any] = {}
     for key, value in first.items():
         values = [asdict(run)[key] for run in runs]
         if key in ("connected", "min_tick_ratio"):
@@ -257,24 +373,37 @@ def median_result(runs: list[Result]) -> Result:
             merged[key] = max(values)
         elif isinstance(value, float):
             merged[key] = statistics.median(values)
+        elif key == "load_before":
+            merged[key] = values[0]
+        elif key == "load_after":
+            merged[key] = values[-1]
         else:
             merged[key] = value
     return Result(**merged)
 
 
 HEADER = (
-    f"{'server':<13}{'W':>2}{'clients':>8}{'conn':>7}{'drop':>5}{'tick/s':>7}"
-    f"{'p50':>7}{'p90':>7}{'p99':>7}{'max':>7}{'rtt50':>7}{'rtt99':>7}"
-    f"{'cpu%':>6}{'rss MB':>8}{'KB/conn':>8}{'gen%':>6}"
+    f"{'server':<13}{'W':>2}{'clients':>8}{'conn':>7}{'drop':>5}{'tick/s':>7}{'worst':>7}"
+    f"{'p50':>7}{'p90':>7}{'p99':>7}{'max':>7}{'wsp99':>7}{'msp99':>7}{'rtt50':>7}{'rtt99':>7}"
+    f"{'cpu%':>6}{'rss MB':>8}{'KB/conn':>8}{'gen%':>6}{'fanout':>7}{'lag>.1':>7}{'gc>.05':>7}"
+    f"  {'x ref p99':>9}{'x ref wsp99':>12}  load"
 )
 
 
-def row(r: Result) -> str:
+def row(r: Result, ref: Result | None = None) -> str:
+    ratios = (
+        f"{r.late_p99 / ref.late_p99:>9.2f}{r.worst_sec_p99 / ref.worst_sec_p99:>12.2f}"
+        if ref is not None and ref.late_p99 and ref.worst_sec_p99
+        else f"{'':>21}"
+    )
     return (
         f"{r.server:<13}{r.workers:>2}{r.clients:>8}{r.connected:>7}{r.dropped:>5}"
-        f"{r.ticks_per_client_s:>7.3f}{r.late_p50:>7.0f}{r.late_p90:>7.0f}{r.late_p99:>7.0f}"
-        f"{r.late_max:>7.0f}{r.rtt_p50:>7.1f}{r.rtt_p99:>7.1f}{r.cpu_pct:>6.0f}"
+        f"{r.ticks_per_client_s:>7.3f}{r.min_tick_ratio:>7.3f}{r.late_p50:>7.0f}"
+        f"{r.late_p90:>7.0f}{r.late_p99:>7.0f}{r.late_max:>7.0f}{r.worst_sec_p99:>7.0f}"
+        f"{r.median_sec_p99:>7.0f}{r.rtt_p50:>7.1f}{r.rtt_p99:>7.1f}{r.cpu_pct:>6.0f}"
         f"{r.rss_mb:>8.1f}{r.kb_per_conn:>8.1f}{r.loadgen_cpu_pct:>6.0f}"
+        f"{r.fanout_mean_ms:>7.0f}{r.lag_over_100ms:>7.0f}{r.gc_over_50ms:>7.0f}  {ratios}"
+        f"  {r.load_before} -> {r.load_after}"
     )
 
 
@@ -282,13 +411,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--clients", default="1000,2000,5000,10000")
-    parser.add_argument("--servers", default="moscow_clock,naive")
+    parser.add_argument("--clients", default="1000,5000,10000")
+    parser.add_argument("--servers", default="moscow_clock,reference,naive")
     parser.add_argument("--workers", default="1", help="comma list, e.g. 1,2")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=60, help="measured ticks (>= 60)")
     parser.add_argument("--settle", type=float, default=3)
-    parser.add_argument("--rate", type=float, default=2000, help="new connections per second")
+    parser.add_argument("--grace", type=float, default=2, help="seconds to wait for late ticks")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ENV=VALUE[,ENV=VALUE]",
+        help="also measure this checkout's moscow_clock with these settings, as NAME",
+    )
+    parser.add_argument(
+        "--retry",
+        action="store_true",
+        help="clients retry like the page (refused: back off and retry; 4.5 s watchdog); "
+        "otherwise they connect once and wait",
+    )
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also measure the moscow_clock in another checkout (a git worktree), as NAME",
+    )
+    parser.add_argument("--rate", type=float, default=1000, help="new connections per second")
     parser.add_argument("--generators", type=int, default=2)
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--server-cores-multi", default="0,1", help="for WORKERS > 1")
@@ -296,6 +446,12 @@ def main() -> None:
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path, help="also write every run here")
     args = parser.parse_args()
+    for item in args.checkout:
+        name, path = item.split("=", 1)
+        CHECKOUTS[name] = Path(path).resolve()
+    for item in args.variant:
+        name, settings = item.split("=", 1)
+        VARIANTS[name] = dict(pair.split("=", 1) for pair in settings.split(","))
     raise_open_files()
     print(f"# {machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
     print(
@@ -306,12 +462,19 @@ def main() -> None:
     everything = []
     for workers in (int(w) for w in args.workers.split(",")):
         for clients in (int(c) for c in args.clients.split(",")):
-            for server in args.servers.split(","):
-                if server == "naive" and workers > 1:
-                    continue
-                runs = [one_run(server, clients, workers, args) for _ in range(args.runs)]
-                everything.extend(asdict(r) for r in runs)
-                print(row(median_result(runs)), flush=True)
+            servers = args.servers.split(",")
+            if workers > 1:
+                servers = [s for s in servers if s not in ("naive", "reference")]
+            # Interleaved: run i of every server before run i+1 of any, so
+            # the machine's noise falls on all of them alike.
+            runs: dict[str, list[Result]] = {server: [] for server in servers}
+            for _ in range(args.runs):
+                for server in servers:
+                    runs[server].append(one_run(server, clients, workers, args))
+            ref = median_result(runs["reference"]) if "reference" in runs else None
+            for server in servers:
+                everything.extend(asdict(r) for r in runs[server])
+                print(row(median_result(runs[server]), ref), flush=True)
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1) + "\n")
 

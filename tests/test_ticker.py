@@ -71,7 +71,7 @@ class Recorder:
         self.got.append(broadcast.epoch_ms)
         return True
 
-    def go_away(self) -> None:
+    def go_away(self, reconnect_within_s: float = 0.0) -> None:
         self.told_to_go = True
 
 

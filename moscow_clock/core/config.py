@@ -52,6 +52,16 @@ class Settings:
     # vanished mid-write), or that leaves our close frame unanswered this
     # long, is cut off, so it cannot pin buffers or a shutdown indefinitely.
     send_timeout: float = 5.0
+    # Load shedding: a websocket handshake is refused (503, Retry-After) when
+    # one more client would make the tick's fan-out to everyone take longer
+    # than FANOUT_BUDGET seconds, or while the event loop has lately been
+    # stalled longer than LOOP_LAG_BUDGET (live/admission.py). 0 turns one off
+    # (the loop-lag check is off by default: see admission.py).
+    fanout_budget: float = 0.2
+    loop_lag_budget: float = 0.0
+    # Keep long-lived objects out of the garbage collector's full collections
+    # (live/stalls.py); false gives the interpreter's defaults back.
+    gc_freeze: bool = True
     # Messages per second a websocket client may send (bursts of three
     # seconds' worth, at least 30, pass); a sustained flood is closed with 1008.
     ws_message_rate: float = 10.0
@@ -159,6 +169,11 @@ class Settings:
                 env, "WS_PING_INTERVAL", defaults.ws_ping_interval, low=0.5, high=3600.0
             ),
             send_timeout=_number(env, "SEND_TIMEOUT", defaults.send_timeout, low=0.5, high=3600.0),
+            fanout_budget=_number(env, "FANOUT_BUDGET", defaults.fanout_budget, low=0.0, high=60.0),
+            loop_lag_budget=_number(
+                env, "LOOP_LAG_BUDGET", defaults.loop_lag_budget, low=0.0, high=60.0
+            ),
+            gc_freeze=_bool(env, "GC_FREEZE", defaults.gc_freeze),
             ws_message_rate=_number(
                 env, "WS_MESSAGE_RATE", defaults.ws_message_rate, low=0.1, high=1e6
             ),

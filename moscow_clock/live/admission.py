@@ -1,4 +1,5 @@
-"""Who may open a websocket: the origin check and the per-process cap.
+"""Who may open a websocket: the origin check, the per-process cap, and the
+load the process can serve on time.
 
 Decided before the handshake is accepted, so a refused client costs an HTTP
 response and nothing more.
@@ -6,6 +7,7 @@ response and nothing more.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.headers import MAX_HEAD_BYTES
@@ -39,6 +41,75 @@ def screen(host: str | None, head_bytes: int, public_origins: frozenset[str]) ->
     return None
 
 
+BUSY = Refusal("busy", 503, "server busy, try again later\n", {"Retry-After": "5"})
+
+
+# Clients below which a fan-out's duration says little about the cost of each.
+MIN_BASIS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one process must keep to serve its clients on time: a tick's
+    fan-out to every client costs at most `fanout_s` of CPU (on an idle core,
+    the last client's tick leaves that long after the second), and no stall
+    of the event loop lasts longer than `loop_lag_s` (0: not checked)."""
+
+    fanout_s: float = 0.2
+    loop_lag_s: float = 0.0
+
+
+class Load:
+    """Measured load against a `Budget`: would one more client break it?
+
+    The fan-out grows with the clients, so the recent fan-outs' CPU cost,
+    scaled to the clients there would be with the newcomer, says whether the
+    next tick would still reach everyone in time; a ramp of handshakes stops
+    where the budget ends instead of a second (a measurement) later. CPU, not
+    wall time: the wall time of a fan-out includes whatever ran while it
+    yielded (handshakes, sync replies) and, on a shared host, other processes;
+    measured, 1,200 clients on a busy 2-core VM looked like 3,000 by wall
+    time. Of the last few fan-outs the cheapest per client counts, so one
+    noisy second refuses nobody; a real rise in load shows in all of them.
+    Loop lag (off by default) catches what the fan-out does not see: stalls,
+    a storm of handshakes. It is off because a
+    refusal costs the process nearly as much as an admission, so refusing on
+    a burst of lag makes clients retry into the very burst: measured, 3,000
+    page-like clients ramping at 1,000/s with a 250 ms lag budget collapsed
+    to 14 connected (docs/PERFORMANCE.md).
+    Readers are plain callables, so tests inject the load they test."""
+
+    def __init__(
+        self,
+        budget: Budget,
+        fanout: Callable[[], Sequence[tuple[float, int]]],
+        loop_lag: Callable[[], float],
+    ) -> None:
+        self.budget = budget
+        self._fanout = fanout
+        self._loop_lag = loop_lag
+
+    def projected_fanout(self, clients: int) -> float:
+        """The fan-out's duration with `clients`, from the latest one (0: no
+        measurement yet, or nobody to measure it on). A fan-out to a few
+        clients is mostly fixed cost, so it is scaled as if it had gone to at
+        least `MIN_BASIS`: optimistic for a second, until the next tick
+        measures the clients that came in meanwhile."""
+        per_client = []
+        for seconds, measured_on in reversed(self._fanout()):
+            if measured_on <= 0:
+                break  # nobody was left since: what came before is no load now
+            per_client.append(seconds / max(measured_on, MIN_BASIS))
+        return min(per_client) * clients if per_client else 0.0
+
+    def over_budget(self, clients: int) -> bool:
+        """True if `clients` (the newcomer included) would not be served on time."""
+        lag_budget, fanout_budget = self.budget.loop_lag_s, self.budget.fanout_s
+        if lag_budget and self._loop_lag() > lag_budget:
+            return True
+        return bool(fanout_budget) and self.projected_fanout(clients) > fanout_budget
+
+
 class Admitted:
     """A place held in the gate until the `with` block that uses it ends."""
 
@@ -63,10 +134,12 @@ class Gate:
         max_connections: int,
         allowed_origins: frozenset[str],
         public_origins: frozenset[str] = frozenset(),
+        load: Load | None = None,
     ) -> None:
         self.max_connections = max_connections
         # The service's own public origins may always open /ws.
         self.allowed_origins = allowed_origins | public_origins
+        self.load = load
         self._open = 0
 
     @property
@@ -80,5 +153,7 @@ class Gate:
             return FOREIGN_ORIGIN
         if self._open >= self.max_connections:
             return FULL
+        if self.load is not None and self.load.over_budget(self._open + 1):
+            return BUSY
         self._open += 1
         return Admitted(self)

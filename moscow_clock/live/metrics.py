@@ -15,6 +15,7 @@ aggregate them.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 
@@ -32,12 +33,16 @@ from prometheus_client import (
 
 from ..core.clockstate import ClockState, Reference
 from .admission import Gate
+from .stalls import GcPauses, LoopLag
 from .stats import Stats
 from .ticker import Ticker
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 FANOUT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Stalls: most loop wake-ups are well under a millisecond late; what matters
+# is the tail, against ticks one second apart.
+STALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
@@ -109,9 +114,43 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemostrecent",
         )
+        self.loop_lag = Histogram(
+            "moscow_clock_event_loop_lag_seconds",
+            "How late the event loop woke a timer (sampled every 50 ms): whole-process stalls",
+            buckets=STALL_BUCKETS,
+            registry=r,
+        )
+        self.stalls = Counter(
+            "moscow_clock_event_loop_stalls",
+            "Event-loop lags over 100 ms, by cause: own (this process was on the CPU "
+            "for most of it) or host (it was not scheduled)",
+            ["cause"],
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "moscow_clock_gc_pause_seconds",
+            "Garbage collection pauses, by generation",
+            ["generation"],
+            buckets=STALL_BUCKETS,
+            registry=r,
+        )
+        self.gc_frozen = Gauge(
+            "moscow_clock_gc_frozen_objects",
+            "Objects moved out of the collector's sight (server/collector.py); "
+            "should follow the clients, not grow with the connections ever made",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self._seen: dict[str, float] = {}
 
-    def update(self, ticker: Ticker, stats: Stats, gate: Gate) -> None:
+    def update(
+        self,
+        ticker: Ticker,
+        stats: Stats,
+        gate: Gate,
+        loop_lag: LoopLag | None = None,
+        gc_pauses: GcPauses | None = None,
+    ) -> None:
         self.clients.set(gate.open)
         self._add(self.ticks_sent, "sent", ticker.delivered)
         self._add(self.ticks_dropped, "dropped", ticker.skipped)
@@ -122,6 +161,15 @@ class Metrics:
             self._add(self.closed.labels(code), f"closed:{code}", count)
         for seconds in ticker.take_fanout_samples():
             self.fanout.observe(seconds)
+        if loop_lag is not None:
+            for seconds in loop_lag.take_samples():
+                self.loop_lag.observe(seconds)
+            for cause, count in loop_lag.stalls.items():
+                self._add(self.stalls.labels(cause), f"stalls:{cause}", count)
+        self.gc_frozen.set(gc.get_freeze_count())
+        if gc_pauses is not None:
+            for generation, seconds in gc_pauses.take_samples():
+                self.gc_pause.labels(str(generation)).observe(seconds)
 
     def update_clock(self, state: ClockState, reference: Reference | None) -> None:
         self.clock_synchronized.set(1 if state.synchronized else 0)

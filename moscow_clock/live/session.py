@@ -22,6 +22,19 @@ from .stats import Stats
 from .ticker import Broadcast
 
 SHUTTING_DOWN = Close(GOING_AWAY, "server shutting down")
+
+
+def shutting_down(reconnect_within_s: float) -> Close:
+    """1001, with a hint the page reads (static/js/connection.js): come back
+    at a random moment within this long, not all in the same half second."""
+    if reconnect_within_s <= 0:
+        return SHUTTING_DOWN
+    return Close(
+        GOING_AWAY,
+        f"{SHUTTING_DOWN.reason}; reconnect within {round(reconnect_within_s * 1000)} ms",
+    )
+
+
 FLOODING = Close(POLICY_VIOLATION, "too many messages")
 
 
@@ -73,11 +86,11 @@ class Session:
             self._busy = False
             self._writing = None
 
-    def go_away(self) -> None:
+    def go_away(self, reconnect_within_s: float = 0.0) -> None:
         """The server is shutting down: close with 1001 without waiting."""
         if self.closed_with is None:
             self._closing = asyncio.Task(
-                self.close(SHUTTING_DOWN), loop=self._loop, eager_start=True
+                self.close(shutting_down(reconnect_within_s)), loop=self._loop, eager_start=True
             )
 
     async def close(self, close: Close) -> None:

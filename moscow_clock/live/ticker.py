@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,21 @@ type Sleep = Callable[[float], Awaitable[object]]
 
 # Subscribers served between two yields to the event loop during a fan-out.
 FANOUT_CHUNK = 256
+# Fan-outs remembered for the admission gate.
+RECENT_FANOUTS = 3
+# Handshakes per second a process can take without its clients' ticks
+# suffering (docs/PERFORMANCE.md, the reconnect storm): on shutdown, clients
+# are asked to spread their reconnects so they arrive at about this rate.
+RECONNECTS_PER_S = 1000.0
+# The longest spread asked for (the page caps it too).
+MAX_SPREAD_S = 30.0
+
+
+def reconnect_spread_s(clients: int) -> float:
+    """How long `clients` told to go away should spread their reconnects over
+    (0: few enough that the page's own backoff is fine)."""
+    spread = clients / RECONNECTS_PER_S
+    return min(MAX_SPREAD_S, spread) if spread >= 1.0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +71,9 @@ class Subscriber(Protocol):
         """Start sending `tick` unless still busy; never waits. Sent or not."""
         ...
 
-    def go_away(self) -> None:
-        """Start closing with 1001: the process is shutting down."""
+    def go_away(self, reconnect_within_s: float = 0.0) -> None:
+        """Start closing with 1001: the process is shutting down (clients may
+        be asked to spread their reconnects over `reconnect_within_s`)."""
         ...
 
 
@@ -76,6 +93,9 @@ class Ticker:
         self.delivered = 0  # ticks handed to clients
         self.skipped = 0  # ticks a busy client never got (it gets the next one)
         self._fanout_s: list[float] = []  # how long each fan-out took, until taken
+        # The latest fan-outs: (CPU seconds they took, clients they went to);
+        # the load the admission gate weighs a newcomer against.
+        self.recent_fanouts: deque[tuple[float, int]] = deque(maxlen=RECENT_FANOUTS)
 
     @property
     def clients(self) -> int:
@@ -102,16 +122,26 @@ class Ticker:
 
     async def publish(self, tick: Tick) -> None:
         started = time.monotonic()
+        cpu = 0.0  # this thread's CPU time in the fan-out itself, yields excluded
+        chunk_started = time.thread_time()
         broadcast = Broadcast.of(tick)
         # A snapshot: clients may come and go while the fan-out yields.
-        for done, subscriber in enumerate(list(self._subscribers), start=1):
+        subscribers = list(self._subscribers)
+        for done, subscriber in enumerate(subscribers, start=1):
             if subscriber.offer(broadcast):
                 self.delivered += 1
             else:
                 self.skipped += 1
             if done % FANOUT_CHUNK == 0:
+                cpu += time.thread_time() - chunk_started
                 await asyncio.sleep(0)
-        if self._subscribers:
+                chunk_started = time.thread_time()
+        cpu += time.thread_time() - chunk_started
+        # The admission gate weighs the CPU the fan-out cost: unlike its wall
+        # time, that is neither stretched by whatever ran during its yields
+        # nor by other processes on a shared core.
+        self.recent_fanouts.append((cpu, len(subscribers)))
+        if subscribers:
             self._fanout_s.append(time.monotonic() - started)
 
     @contextmanager
@@ -145,5 +175,6 @@ class Ticker:
         if self._closed:
             return
         self._closed = True
+        spread = reconnect_spread_s(len(self._subscribers))
         for subscriber in list(self._subscribers):
-            subscriber.go_away()
+            subscriber.go_away(spread)

@@ -30,6 +30,7 @@ from ..core.config import Settings
 from ..core.headers import MAX_HEAD_BYTES
 from . import hypercorn as layer
 from . import pinger
+from .collector import GcPolicy
 from .logs import AccessLogger
 from .logs import configure as configure_logging
 from .supervisor import IGNORED_SIGNALS, STOP_SIGNALS, Lifeline, leave_metrics_dir, supervise
@@ -109,6 +110,7 @@ async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> No
     server = asyncio.create_task(hypercorn_serve(service.app, config, shutdown_trigger=drained))
     stopping = asyncio.create_task(stop.wait())
     pinging = asyncio.create_task(pinger.ping_forever(settings.ws_ping_interval))
+    collecting = asyncio.create_task(GcPolicy().run()) if settings.gc_freeze else None
     try:
         await asyncio.wait((server, stopping), return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
@@ -117,6 +119,8 @@ async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> No
             server.result()  # Hypercorn failed on its own (say, the port was taken)
     finally:
         pinging.cancel()
+        if collecting is not None:
+            collecting.cancel()
         stopping.cancel()
         server.cancel()
 

@@ -17,10 +17,11 @@ from ..core.clock import Clock, wall_clock_ms
 from ..core.config import Settings
 from ..core.headers import MAX_HEAD_BYTES, head_size
 from ..core.origin import host_allowed
-from ..live.admission import Gate
+from ..live.admission import Budget, Gate, Load
 from ..live.clockmonitor import ClockMonitor, ClockSource
 from ..live.kernelclock import StateFile, kernel_clock_state
 from ..live.metrics import Metrics
+from ..live.stalls import GcPauses, LoopLag
 from ..live.stats import Stats
 from ..live.ticker import Ticker
 from . import l10n
@@ -68,11 +69,17 @@ def create_app(
         " ".join(settings.embed_origins)
     )
     l10n.install(app)
-    gate = Gate(settings.max_connections, settings.allowed_origins, settings.public_origins)
+    ticker = Ticker(clock)
+    loop_lag = LoopLag()
+    budget = Budget(fanout_s=settings.fanout_budget, loop_lag_s=settings.loop_lag_budget)
+    load = Load(budget, fanout=lambda: ticker.recent_fanouts, loop_lag=loop_lag.recent_max)
+    gate = Gate(
+        settings.max_connections, settings.allowed_origins, settings.public_origins, load=load
+    )
     runtime = Runtime(
         settings=settings,
         clock=clock,
-        ticker=Ticker(clock),
+        ticker=ticker,
         gate=gate,
         stats=Stats(),
         metrics=Metrics(),
@@ -83,6 +90,8 @@ def create_app(
             max_error_ms=settings.clock_max_error_ms,
             check=settings.clock_check,
         ),
+        loop_lag=loop_lag,
+        gc_pauses=GcPauses(),
     )
     runtime.attach(app)
     # /ws is served below Quart, straight over ASGI (see live/session.py for why).
@@ -93,6 +102,7 @@ def create_app(
     register_shell(app, ROOT / "static")
     app.while_serving(_run_ticker)
     app.while_serving(_watch_the_clock)
+    app.while_serving(_watch_stalls)
     app.while_serving(_publish_metrics)
     app.before_request(_screen_request)
     register_error_pages(app)
@@ -125,6 +135,18 @@ async def _watch_the_clock() -> AsyncGenerator[None]:
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
+
+
+async def _watch_stalls() -> AsyncGenerator[None]:
+    """Measure event-loop lag and collection pauses while serving."""
+    runtime = current_runtime()
+    runtime.gc_pauses.install()
+    task = asyncio.create_task(runtime.loop_lag.run(), name="moscow-clock-loop-lag")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    runtime.gc_pauses.uninstall()
 
 
 async def _publish_metrics() -> AsyncGenerator[None]:

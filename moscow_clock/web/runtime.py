@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Quart, current_app
@@ -13,6 +13,7 @@ from ..core.config import Settings
 from ..live.admission import Gate
 from ..live.clockmonitor import ClockMonitor
 from ..live.metrics import Metrics
+from ..live.stalls import GcPauses, LoopLag
 from ..live.stats import Stats
 from ..live.ticker import Ticker
 
@@ -28,9 +29,11 @@ class Runtime:
     stats: Stats
     metrics: Metrics
     clock_monitor: ClockMonitor
+    loop_lag: LoopLag = field(default_factory=LoopLag)
+    gc_pauses: GcPauses = field(default_factory=GcPauses)
 
     def update_metrics(self) -> None:
-        self.metrics.update(self.ticker, self.stats, self.gate)
+        self.metrics.update(self.ticker, self.stats, self.gate, self.loop_lag, self.gc_pauses)
         self.metrics.update_clock(self.clock_monitor.state, self.clock_monitor.reference_now())
 
     def attach(self, app: Quart) -> None:

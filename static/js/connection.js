@@ -11,17 +11,35 @@ export function backoffDelay(attempt, random = Math.random, baseMs = 500, capMs 
   return ceiling / 2 + random() * (ceiling / 2);
 }
 
+/**
+ * The spread a server going away asked for (1001, "... reconnect within N ms"),
+ * capped at 30 s; 0 if it asked for none. A restart of a busy server would
+ * otherwise bring every page back within the same half second.
+ */
+export function reconnectWithinMs(code, reason) {
+  const asked = code === 1001 && /reconnect within (\d+) ms/.exec(reason || "");
+  return asked ? Math.min(30000, Number(asked[1])) : 0;
+}
+
 export class ClockConnection {
   /**
    * @param {string} url websocket URL
    * @param {object} handlers onOpen(), onTick(tick, receivedAt), onState(state)
    * @param {() => number} now the local monotonic clock, in epoch ms
    */
-  constructor(url, handlers, now, { silenceMs = 4500, syncTimeoutMs = 3000 } = {}) {
+  constructor(
+    url,
+    handlers,
+    now,
+    { silenceMs = 4500, connectTimeoutMs = 15000, syncTimeoutMs = 3000 } = {},
+  ) {
     this.url = url;
     this.handlers = handlers;
     this.now = now;
     this.silenceMs = silenceMs;
+    // A connect still waiting for the server's answer is in its queue: giving
+    // up after 4.5 s (and coming back) only wasted the work it was about to do.
+    this.connectTimeoutMs = connectTimeoutMs;
     this.syncTimeoutMs = syncTimeoutMs;
     this.socket = null;
     this.attempt = 0;
@@ -46,7 +64,7 @@ export class ClockConnection {
       return;
     }
     this.socket = socket;
-    this.feedWatchdog(); // also bounds a connect that never completes
+    this.feedWatchdog(this.connectTimeoutMs); // bounds a connect that never completes
     socket.onopen = () => {
       this.heardAt = Date.now();
       this.handlers.onState("live");
@@ -54,7 +72,8 @@ export class ClockConnection {
       this.handlers.onOpen();
     };
     socket.onmessage = (event) => this.receive(event.data, this.now());
-    socket.onclose = () => this.lost(socket);
+    socket.onclose = (event) =>
+      this.lost(socket, { spreadMs: reconnectWithinMs(event.code, event.reason) });
     socket.onerror = () => this.lost(socket);
   }
 
@@ -102,14 +121,14 @@ export class ClockConnection {
     });
   }
 
-  feedWatchdog() {
+  feedWatchdog(ms = this.silenceMs) {
     clearTimeout(this.watchdog);
     // Ticks come every second; silence means a dead link that may never
     // report a close (a laptop that changed networks, a stalled proxy).
-    this.watchdog = setTimeout(() => this.lost(this.socket), this.silenceMs);
+    this.watchdog = setTimeout(() => this.lost(this.socket), ms);
   }
 
-  lost(socket, { now = false } = {}) {
+  lost(socket, { now = false, spreadMs = 0 } = {}) {
     if (socket !== this.socket) return; // an old socket's late event
     this.socket = null;
     clearTimeout(this.watchdog);
@@ -117,7 +136,7 @@ export class ClockConnection {
     if (socket.readyState !== WebSocket.CLOSED) socket.close();
     for (const waiter of this.pending.values()) waiter(null);
     if (now) this.connect("reconnecting");
-    else this.retryLater();
+    else this.retryLater(spreadMs);
   }
 
   /**
@@ -142,8 +161,9 @@ export class ClockConnection {
     if (this.socket === null && this.retry !== null) this.connect("reconnecting");
   }
 
-  retryLater() {
+  retryLater(spreadMs = 0) {
     this.handlers.onState("reconnecting");
-    this.retry = setTimeout(() => this.connect("reconnecting"), backoffDelay(this.attempt++));
+    const delay = spreadMs > 0 ? Math.random() * spreadMs : backoffDelay(this.attempt++);
+    this.retry = setTimeout(() => this.connect("reconnecting"), delay);
   }
 }

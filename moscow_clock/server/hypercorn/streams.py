@@ -115,6 +115,7 @@ class WSStream(ws_stream.WSStream):
             await super().handle(event)
         if self.closed:
             self._cancel_timers()
+            _end_parser_cycle(getattr(self, "connection", None))  # (none: never upgraded)
 
     async def _handle_events(self) -> None:
         """Replaces Hypercorn's (which counts nothing below a whole message,
@@ -333,3 +334,13 @@ def _with(
     """`headers` plus those of `extra` it does not set itself."""
     present = {name.lower() for name, _ in headers}
     return headers + [(name, value) for name, value in extra if name not in present]
+
+
+def _end_parser_cycle(connection: object) -> None:
+    """wsproto's frame parser is a generator its FrameProtocol holds, whose
+    frame holds the FrameProtocol: a cycle only the collector frees, and the
+    collector no longer sees long-lived objects (server/collector.py). Once
+    the stream is closed nothing is parsed, so an empty parser breaks it."""
+    proto = getattr(connection, "_proto", None)
+    if proto is not None and hasattr(proto, "_parse_more"):
+        proto._parse_more = iter(())

@@ -57,6 +57,10 @@ class TCPServer(tcp_server.TCPServer):
        causes, not the wait itself).
     4. **Connections without a websocket are capped** (`pending.py`); a
        newcomer past the cap closes the oldest. (No upstream setting.)
+    5. **A finished connection is no cycle** (`run`): the protocol is dropped,
+       so the whole connection is freed by reference counting, which the
+       garbage-collection policy relies on (`collector.py`). (No upstream
+       equivalent; harmless to keep.)
     """
 
     def __init__(
@@ -89,6 +93,13 @@ class TCPServer(tcp_server.TCPServer):
         finally:
             if self.connections is not None:
                 self.connections.gone(self)
+            # The connection is over: drop the references that made it a cycle
+            # (the protocol holds `self.protocol_send`; the task group holds
+            # the task whose context holds `current`, this server), so
+            # reference counting frees it all at once, frozen or not
+            # (collector.py).
+            self.__dict__.pop("protocol", None)
+            self.__dict__.pop("_task_group", None)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -120,7 +131,7 @@ class TCPServer(tcp_server.TCPServer):
         self.aborted = True
         reset(self.writer)
         group = getattr(self, "_task_group", None)  # set by Hypercorn's run()
-        if group is not None:
+        if group is not None and "protocol" in self.__dict__:  # (gone once run() ends)
             # Not awaited: the app may be blocked on this very send while
             # the disconnect waits for room in the app's full queue.
             group.spawn(self.protocol.handle, Closed())

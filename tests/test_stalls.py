@@ -1,0 +1,285 @@
+"""Stalls and load, as pure decisions over injected measurements: the load
+gate, the loop-lag and GC-pause recorders, the collector policy, and the
+pinger's spreading of pings (no timing thresholds: speed is the benchmark's)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+
+from moscow_clock.live.admission import BUSY, FULL, MIN_BASIS, Admitted, Budget, Gate, Load
+from moscow_clock.live.session import shutting_down
+from moscow_clock.live.stalls import GcPauses, LoopLag
+from moscow_clock.live.ticker import reconnect_spread_s
+from moscow_clock.server import pinger
+from moscow_clock.server.collector import GcPolicy
+
+
+class Measured:
+    """The load a test sets: the latest fan-out and the recent loop lag."""
+
+    def __init__(self) -> None:
+        self.fanout: tuple[float, int] = (0.0, 0)
+        self.earlier: list[tuple[float, int]] = []
+        self.lag = 0.0
+
+    def load(self, fanout_s: float = 0.2, loop_lag_s: float = 0.15) -> Load:
+        return Load(
+            Budget(fanout_s, loop_lag_s), lambda: [*self.earlier, self.fanout], lambda: self.lag
+        )
+
+
+def test_fanout_is_projected_to_the_clients_there_would_be() -> None:
+    measured = Measured()
+    load = measured.load()
+    assert load.projected_fanout(5000) == 0.0  # nothing measured yet: no basis to refuse
+    measured.fanout = (0.1, 5000)
+    assert load.projected_fanout(10000) == pytest.approx(0.2)
+    assert not load.over_budget(9999)
+    assert load.over_budget(10001)
+    measured.fanout = (0.001, 1)  # mostly fixed cost: scaled as if from MIN_BASIS clients
+    assert load.projected_fanout(MIN_BASIS * 2) == pytest.approx(0.002)
+    measured.fanout = (0.001, 0)  # a tick with nobody to send it to
+    assert not load.over_budget(10**6)
+
+
+def test_the_cheapest_recent_fanout_counts_so_one_noisy_second_refuses_nobody() -> None:
+    measured = Measured()
+    load = measured.load()
+    measured.earlier = [(0.1, 5000), (0.09, 5000)]
+    measured.fanout = (0.9, 5000)  # descheduled for most of a second
+    assert load.projected_fanout(5000) == pytest.approx(0.09)
+    assert not load.over_budget(5001)
+    measured.earlier = [(0.3, 5000), (0.25, 5000)]  # the load really grew
+    assert load.over_budget(5001)
+
+
+def test_loop_lag_over_budget_refuses_whatever_the_fanout() -> None:
+    measured = Measured()
+    load = measured.load(loop_lag_s=0.15)
+    measured.fanout = (0.001, 100)
+    measured.lag = 0.149
+    assert not load.over_budget(101)
+    measured.lag = 0.151
+    assert load.over_budget(101)
+
+
+def test_a_zero_budget_is_not_checked() -> None:
+    measured = Measured()
+    measured.fanout, measured.lag = (10.0, 1), 10.0
+    assert not measured.load(fanout_s=0, loop_lag_s=0).over_budget(1000)
+    assert measured.load(fanout_s=0, loop_lag_s=1).over_budget(1000)
+    assert measured.load(fanout_s=1, loop_lag_s=0).over_budget(1000)
+
+
+def test_gate_refuses_with_503_while_over_budget_and_admits_when_the_load_drops() -> None:
+    measured = Measured()
+    gate = Gate(max_connections=10, allowed_origins=frozenset(), load=measured.load())
+    first = gate.admit(None, "clock.example")
+    assert isinstance(first, Admitted)
+    measured.fanout = (0.15 * MIN_BASIS, 1)  # far over budget
+    refused = gate.admit(None, "clock.example")
+    assert refused is BUSY
+    assert (BUSY.status, BUSY.reason, BUSY.headers) == (503, "busy", {"Retry-After": "5"})
+    assert gate.open == 1  # a refusal takes no place
+    measured.fanout = (0.05, 1)  # the load dropped
+    second = gate.admit(None, "clock.example")
+    assert isinstance(second, Admitted)
+    assert gate.open == 2
+    with first, second:
+        pass
+    assert gate.open == 0
+
+
+def test_the_cap_and_the_origin_are_decided_before_the_load() -> None:
+    measured = Measured()
+    measured.lag = 99.0  # far over budget
+    gate = Gate(max_connections=0, allowed_origins=frozenset(), load=measured.load())
+    assert gate.admit(None, "clock.example") is FULL
+    refused = gate.admit("https://evil.example", "clock.example")
+    assert refused is not BUSY
+    assert refused is not FULL
+
+
+def test_recent_lag_is_the_worst_of_this_second_and_the_last() -> None:
+    now = [100.2]
+    lag = LoopLag(clock=lambda: now[0])
+    lag.record(0.3)
+    now[0] = 100.9
+    lag.record(0.01)
+    assert lag.recent_max() == 0.3
+    now[0] = 101.5  # the next second still remembers the stall
+    assert lag.recent_max() == 0.3
+    lag.record(0.02)
+    now[0] = 102.1  # two seconds on: forgotten
+    assert lag.recent_max() == 0.02
+    now[0] = 104.0
+    assert lag.recent_max() == 0.0
+    assert lag.take_samples() == [0.3, 0.01, 0.02]
+    assert lag.take_samples() == []
+
+
+def test_a_stall_is_ours_if_we_were_on_the_cpu_for_it() -> None:
+    lag = LoopLag(period=0.05, clock=lambda: 1.0)
+    lag.record(0.5, cpu=0.5)  # busy all along: our own work
+    lag.record(0.5, cpu=0.01)  # hardly ran: the host did not schedule us
+    lag.record(0.05, cpu=0.0)  # not a stall
+    assert lag.stalls == {"own": 1, "host": 1}
+
+
+async def test_loop_lag_samples_the_running_loop() -> None:
+    recorded = asyncio.Event()
+
+    class Watched(LoopLag):
+        def record(self, lag: float, cpu: float | None = None) -> None:
+            super().record(lag, cpu)
+            recorded.set()
+
+    lag = Watched(period=0.01)
+    task = asyncio.create_task(lag.run())
+    async with asyncio.timeout(30):
+        await recorded.wait()
+    task.cancel()
+    assert all(sample >= 0 for sample in lag.take_samples())
+
+
+def test_gc_pauses_are_recorded_by_generation() -> None:
+    pauses = GcPauses()
+    pauses.install()
+    pauses.install()  # once only
+    try:
+        gc.collect(1)
+        gc.collect()
+    finally:
+        pauses.uninstall()
+    assert pauses.callback not in gc.callbacks
+    samples = pauses.take_samples()
+    assert [generation for generation, _ in samples] == [1, 2]
+    assert all(seconds >= 0 for _, seconds in samples)
+    assert pauses.worst == max(seconds for _, seconds in samples)
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Any = None
+
+
+def test_policy_freezes_survivors_and_a_sweep_finds_garbage_among_them() -> None:
+    policy = GcPolicy()
+    gc.collect()
+    before = gc.get_freeze_count()
+    try:
+        policy.start_up()
+        assert gc.get_freeze_count() > before
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle that survives, then dies frozen
+        policy.freeze_survivors()
+        frozen = gc.get_freeze_count()
+        del a, b
+        assert gc.collect() == 0  # the collector no longer sees it ...
+        assert policy.sweep() >= 2  # ... until a sweep
+        assert gc.get_freeze_count() < frozen
+        assert policy.sweeps == 1
+    finally:
+        gc.unfreeze()
+
+
+async def test_policy_freezes_after_each_collection_of_the_young_generations() -> None:
+    policy = GcPolicy(sweep_every=3600)
+    task = asyncio.create_task(policy.run())
+    try:
+        await asyncio.sleep(0)  # started: frozen once, hooked in
+        assert policy.after_collection in gc.callbacks
+        gc.collect(0)
+        await asyncio.sleep(0)
+        assert policy.freezes == 0  # generation 0 alone: not yet long-lived
+        survivor = Node()
+        gc.collect(1)
+        await asyncio.sleep(0)  # the freeze runs on the loop, outside the collector
+        assert policy.freezes == 1
+        assert gc.is_tracked(survivor)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert policy.after_collection not in gc.callbacks
+
+
+@pytest.mark.parametrize(("count", "parts"), [(0, 5), (7, 3), (10_000, 200), (3, 10)])
+def test_slices_cover_every_connection_once_and_evenly(count: int, parts: int) -> None:
+    runs = pinger.slices(count, parts)
+    assert len(runs) == parts
+    assert [i for first, last in runs for i in range(first, last)] == list(range(count))
+    sizes = [last - first for first, last in runs]
+    assert max(sizes) - min(sizes) <= 1
+
+
+class FakeStream:
+    """What the pinger touches on a Hypercorn WSStream."""
+
+    def __init__(self, name: int, log: list[int | str]) -> None:
+        self.name = name
+        self.closed = False
+        self._log = log
+
+    async def _send_wsproto_event(self, event: object) -> None:
+        self._log.append(self.name)
+
+
+async def test_pings_go_out_a_slice_at_a_time_each_connection_once_per_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pinger._Ring, "streams", [])
+    log: list[int | str] = []
+    streams = [FakeStream(i, log) for i in range(100)]
+    for stream in streams:
+        pinger.watch(stream)  # type: ignore[arg-type]
+    rounds_seen = 0
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        # Each slice ends in a sleep: mark it, and make the 11th (the first of
+        # round two) close a connection and add a newcomer.
+        nonlocal rounds_seen
+        log.append("|")
+        rounds_seen += 1
+        if rounds_seen == 10:
+            streams[0].closed = True
+            late = FakeStream(100, log)
+            streams.append(late)
+            pinger.watch(late)  # type: ignore[arg-type]
+        if rounds_seen == 20:
+            raise asyncio.CancelledError
+        await real_sleep(0)
+
+    monkeypatch.setattr(pinger.asyncio, "sleep", sleep)
+    with pytest.raises(asyncio.CancelledError):
+        await pinger.ping_forever(interval=1.0, step=0.1)
+    text = " ".join(map(str, log)).split("|")
+    first_round = [[int(x) for x in part.split()] for part in text[:10]]
+    second_round = [[int(x) for x in part.split()] for part in text[10:20]]
+    assert [len(part) for part in first_round] == [10] * 10  # spread, not a burst
+    assert sorted(x for part in first_round for x in part) == list(range(100))
+    pinged = [x for part in second_round for x in part]
+    assert 0 not in pinged  # closed: dropped from the ring
+    assert sorted(pinged) == list(range(1, 101))  # the newcomer joined, once
+    assert max(len(part) for part in second_round) <= 11  # 101 in the ring, 10 slices
+
+
+@pytest.mark.parametrize(
+    ("clients", "spread"), [(0, 0.0), (999, 0.0), (1000, 1.0), (10_000, 10.0), (10**6, 30.0)]
+)
+def test_a_busy_server_going_away_asks_for_reconnects_spread_over_time(
+    clients: int, spread: float
+) -> None:
+    assert reconnect_spread_s(clients) == spread
+    close = shutting_down(spread)
+    assert close.code == 1001
+    if spread:
+        assert close.reason == f"server shutting down; reconnect within {round(spread * 1000)} ms"
+    else:
+        assert close.reason == "server shutting down"  # few clients: the page's backoff will do
+    assert len(close.reason.encode()) <= 123  # fits a close frame
