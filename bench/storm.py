@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--ignore-hint", action="store_true", help="as the page was before")
     parser.add_argument("--connect-timeout", type=float, default=15.0, help="before: 4.5")
+    parser.add_argument(
+        "--never-opened-cap", type=float, default=60.0, help="backoff cap (s); before: 10"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     raise_open_files()
@@ -112,6 +115,7 @@ def main() -> None:
             loadgen(doomed_port, per_gen, RATE / args.generators, 3, seconds, "--reconnect",
                     "--reconnect-port", str(receiving_port),
                     "--connect-timeout", str(args.connect_timeout),
+                    "--never-opened-cap", str(args.never_opened_cap),
                     *(["--ignore-hint"] if args.ignore_hint else []))
             for _ in range(args.generators)
         ]  # fmt: skip

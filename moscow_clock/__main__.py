@@ -14,10 +14,14 @@ from .server.serve import Service, run
 
 def build(settings: Settings) -> Service:
     from .web.app import SECURITY_HEADERS, create_app  # not needed by a WORKERS>1 supervisor
+    from .web.endpoint import shed_upgrades
     from .web.runtime import runtime_of
 
     app = create_app(settings=settings)
-    return Service(app, runtime_of(app).ticker.drain, tuple(SECURITY_HEADERS.items()))
+    runtime = runtime_of(app)
+    return Service(
+        app, runtime.ticker.drain, tuple(SECURITY_HEADERS.items()), shed_upgrades(runtime)
+    )
 
 
 def main() -> int:

@@ -339,3 +339,55 @@ async def test_page_modules_units(browser: Browser) -> None:
     assert results["untilNext"] == [1000, 1, 1]
     # Exponential, jittered between half and all of the step, capped at 10 s.
     assert results["jitter"] == [[250, 500], [500, 1000], [1000, 2000], [2000, 4000], [5000, 10000]]
+
+
+async def test_the_backoff_grows_to_a_minute_only_while_connects_never_open(
+    browser: Browser,
+) -> None:
+    """A page cannot see a refused handshake's 503: refused and down look the
+    same, an error before open. Those retries back off to 60 s, so refused
+    pages stop costing an overloaded server; one that opened and failed before
+    a tick still backs off to 10 s. (A fake WebSocket and timers that record
+    their delay and never fire: the page's real ClockConnection.)"""
+    page = await static_page(browser)
+    delays = await page.evaluate(
+        """async () => {
+      const { ClockConnection } = await import("/static/js/connection.js");
+      const sockets = [];
+      class FakeSocket {
+        static CONNECTING = 0; static OPEN = 1; static CLOSING = 2; static CLOSED = 3;
+        constructor() { this.readyState = 0; sockets.push(this); }
+        close() { this.readyState = 3; }
+        send() {}
+      }
+      const timers = [];
+      window.WebSocket = FakeSocket;
+      window.setTimeout = (fn, ms) => timers.push(ms) - 1;
+      window.clearTimeout = () => {};
+      Math.random = () => 1;  // the top of each jittered range
+      const handlers = { onOpen() {}, onTick() {}, onState() {} };
+      const connection = new ClockConnection("ws://clock.example/ws", handlers, () => 0);
+      connection.start();
+      const retries = () => timers[connection.retry];
+      const refused = [];
+      for (let i = 0; i < 9; i++) {
+        sockets.at(-1).onerror();  // refused: an error before open
+        refused.push(retries());
+        connection.connect("reconnecting");  // the retry timer firing
+      }
+      const socket = sockets.at(-1);
+      socket.readyState = 1;
+      socket.onopen();
+      socket.onclose({ code: 1006, reason: "" });  // opened, lost before a tick
+      const opened = retries();
+      connection.connect("reconnecting");
+      sockets.at(-1).onerror();  // and a refusal after it: back to the long cap
+      return { refused, opened, after: retries() };
+    }"""
+    )
+    await page.close()
+    assert delays == {
+        "refused": [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000],
+        "opened": 10000,
+        "after": 60000,
+    }

@@ -31,6 +31,7 @@ from moscow_clock.server.hypercorn import guard
 from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
 from moscow_clock.server.hypercorn.options import Options, ServerConfig
 from moscow_clock.server.hypercorn.pending import Connections
+from moscow_clock.server.hypercorn.shed import BODY, refusal, upgrade_path
 from moscow_clock.server.hypercorn.streams import WSStream
 from moscow_clock.server.hypercorn.tcp import TCPServer
 
@@ -487,3 +488,54 @@ def test_renovate_keeps_hypercorn_where_the_guard_knows_it() -> None:
     assert rule["allowedVersions"] == f"=={guard.WRITTEN_FOR}"
     pinned = (ROOT / "requirements.txt").read_text()
     assert f"hypercorn=={guard.WRITTEN_FOR} " in pinned
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: clock.example\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        (UPGRADE, "/ws"),
+        (UPGRADE.replace(b"GET /ws ", b"GET /ws?lang=ru "), "/ws"),  # the query is not the path
+        (UPGRADE.replace(b"Upgrade: websocket", b"upgrade:WebSocket "), "/ws"),
+        (UPGRADE + b"GET /healthz HTTP/1.1\r\n\r\n", "/ws"),  # pipelined behind it
+        (UPGRADE.replace(b"GET /ws ", b"GET /other "), "/other"),  # the app decides the path
+        (UPGRADE[:40], None),  # a head still coming: Hypercorn and the app decide
+        (UPGRADE.replace(b"Upgrade: websocket\r\n", b""), None),  # a plain GET
+        (UPGRADE.replace(b"Upgrade: websocket", b"Upgrade: h2c"), None),
+        (UPGRADE.replace(b"GET ", b"POST "), None),
+        (UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0"), None),
+        (UPGRADE.replace(b"GET /ws ", b"GET http://clock.example/ws "), None),  # absolute form
+        # An Upgrade header only after the head ended is a body, not a header.
+        (b"GET /ws HTTP/1.1\r\nHost: h\r\n\r\nUpgrade: websocket\r\n\r\n", None),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", None),  # a TLS hello
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", None),
+        (b"", None),
+    ],
+)
+def test_only_a_whole_websocket_upgrade_head_is_screened(data: bytes, path: str | None) -> None:
+    assert upgrade_path(data) == path
+
+
+def test_the_canned_refusal_is_a_short_503_that_closes_and_says_when_to_retry() -> None:
+    import h11
+
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/ws", headers=[("Host", "h")]))
+    client.receive_data(refusal([(b"x-content-type-options", b"nosniff")]))
+    response = client.next_event()
+    assert isinstance(response, h11.Response)
+    assert response.status_code == 503
+    headers = dict(response.headers)
+    assert headers[b"retry-after"] == b"5"
+    assert headers[b"connection"] == b"close"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert headers[b"cache-control"] == b"no-store"
+    body = client.next_event()
+    assert isinstance(body, h11.Data)
+    assert body.data == BODY == b"server busy, try again later\n"
+    assert isinstance(client.next_event(), h11.EndOfMessage)

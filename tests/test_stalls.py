@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from moscow_clock.live.admission import BUSY, FULL, MIN_BASIS, Admitted, Budget, Gate, Load
+from moscow_clock.live.admission import (
+    BUSY,
+    FULL,
+    MIN_BASIS,
+    RESUME_AT,
+    Admitted,
+    Budget,
+    Gate,
+    Load,
+)
 from moscow_clock.live.session import shutting_down
 from moscow_clock.live.stalls import GcPauses, LoopLag
 from moscow_clock.live.ticker import reconnect_spread_s
@@ -92,6 +101,52 @@ def test_gate_refuses_with_503_while_over_budget_and_admits_when_the_load_drops(
     with first, second:
         pass
     assert gate.open == 0
+
+
+def test_once_over_budget_admission_resumes_only_clearly_below_it() -> None:
+    measured = Measured()
+    load = measured.load(fanout_s=0.2, loop_lag_s=0)
+    measured.fanout = (0.1, 5000)  # 20 us a client: the budget holds 10,000
+    assert not load.over_budget(10000)
+    assert load.over_budget(10001)
+    # Just under the budget again (as after a client left, or a quieter
+    # tick): still refused, or admission would flap with every tick's noise.
+    assert load.over_budget(9999)
+    assert load.over_budget(int(10000 * RESUME_AT) + 1)
+    assert not load.over_budget(int(10000 * RESUME_AT))  # clearly below: admitting again
+    assert not load.over_budget(10000)  # and up to the budget, as before
+
+
+def test_loop_lag_has_the_same_hysteresis() -> None:
+    measured = Measured()
+    load = measured.load(fanout_s=0, loop_lag_s=0.1)
+    measured.lag = 0.11
+    assert load.over_budget(1)
+    measured.lag = 0.09
+    assert load.over_budget(1)
+    measured.lag = 0.1 * RESUME_AT - 0.001
+    assert not load.over_budget(1)
+
+
+def test_gate_says_when_it_is_shedding_so_the_server_can_refuse_early() -> None:
+    measured = Measured()
+    gate = Gate(max_connections=2, allowed_origins=frozenset(), load=measured.load())
+    assert not gate.shedding()  # nothing measured: no basis to refuse
+    first = gate.admit(None, "clock.example")
+    assert isinstance(first, Admitted)
+    measured.fanout = (0.15 * MIN_BASIS, 1)  # far over budget
+    assert gate.shedding()
+    assert gate.admit(None, "clock.example") is BUSY  # the app's gate agrees
+    measured.fanout = (0.0, 0)  # nobody was served: no load
+    assert not gate.shedding()
+    with first:
+        second = gate.admit(None, "clock.example")
+        assert isinstance(second, Admitted)
+        with second:
+            assert gate.shedding()  # full: the cap sheds too
+            assert gate.admit(None, "clock.example") is FULL
+    assert gate.open == 0
+    assert not Gate(max_connections=1, allowed_origins=frozenset()).shedding()  # no load: cap only
 
 
 def test_the_cap_and_the_origin_are_decided_before_the_load() -> None:

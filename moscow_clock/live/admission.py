@@ -46,6 +46,10 @@ BUSY = Refusal("busy", 503, "server busy, try again later\n", {"Retry-After": "5
 
 # Clients below which a fan-out's duration says little about the cost of each.
 MIN_BASIS = 256
+# Once over budget, admit again only below this share of it: a load at the
+# edge of the budget would otherwise admit and refuse in turn with every
+# tick's noise, and each admission near the edge is the one that breaks it.
+RESUME_AT = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,8 @@ class Load:
     a burst of lag makes clients retry into the very burst: measured, 3,000
     page-like clients ramping at 1,000/s with a 250 ms lag budget collapsed
     to 14 connected (docs/PERFORMANCE.md).
+    With hysteresis: once over budget it stays so until the load is below
+    `RESUME_AT` of the budget.
     Readers are plain callables, so tests inject the load they test."""
 
     def __init__(
@@ -88,6 +94,7 @@ class Load:
         self.budget = budget
         self._fanout = fanout
         self._loop_lag = loop_lag
+        self.shedding = False  # over budget, and not yet clearly below it again
 
     def projected_fanout(self, clients: int) -> float:
         """The fan-out's duration with `clients`, from the latest one (0: no
@@ -103,11 +110,14 @@ class Load:
         return min(per_client) * clients if per_client else 0.0
 
     def over_budget(self, clients: int) -> bool:
-        """True if `clients` (the newcomer included) would not be served on time."""
+        """True if `clients` (the newcomer included) would not be served on
+        time; once true, until they would be with room to spare."""
+        share = RESUME_AT if self.shedding else 1.0
         lag_budget, fanout_budget = self.budget.loop_lag_s, self.budget.fanout_s
-        if lag_budget and self._loop_lag() > lag_budget:
-            return True
-        return bool(fanout_budget) and self.projected_fanout(clients) > fanout_budget
+        self.shedding = bool(lag_budget and self._loop_lag() > lag_budget * share) or bool(
+            fanout_budget and self.projected_fanout(clients) > fanout_budget * share
+        )
+        return self.shedding
 
 
 class Admitted:
@@ -157,3 +167,10 @@ class Gate:
             return BUSY
         self._open += 1
         return Admitted(self)
+
+    def shedding(self) -> bool:
+        """Whether a handshake now would be refused for capacity or load (FULL
+        or BUSY), so the server may refuse it before it reaches the app."""
+        return self._open >= self.max_connections or (
+            self.load is not None and self.load.over_budget(self._open + 1)
+        )

@@ -38,13 +38,16 @@ from .supervisor import IGNORED_SIGNALS, STOP_SIGNALS, Lifeline, leave_metrics_d
 
 class Service(NamedTuple):
     """What the server runs: an ASGI app, how to drain it on a stop signal
-    (given the seconds it may take), and the headers the app puts on every
-    response (the server's own refusals carry them too). The server knows
-    nothing else of it."""
+    (given the seconds it may take), the headers the app puts on every
+    response (the server's own refusals carry them too), and whether a
+    websocket upgrade for a path is to be refused before it reaches the app
+    (load shedding; see hypercorn/shed.py). The server knows nothing else
+    of it."""
 
     app: ASGIApp
     drain: Callable[[float], Awaitable[object]]
     headers: Sequence[tuple[str, str]] = ()
+    refuse_upgrade: layer.RefuseUpgrade | None = None
 
 
 type Build = Callable[[Settings], Service]
@@ -60,7 +63,11 @@ LAST_RESORT_S = 3.0
 REQUEST_TIMEOUT_S = 5.0
 
 
-def hypercorn_config(settings: Settings, headers: Sequence[tuple[str, str]] = ()) -> Config:
+def hypercorn_config(
+    settings: Settings,
+    headers: Sequence[tuple[str, str]] = (),
+    refuse_upgrade: layer.RefuseUpgrade | None = None,
+) -> Config:
     config = layer.ServerConfig(
         layer.Options(
             send_timeout=settings.send_timeout,
@@ -68,6 +75,7 @@ def hypercorn_config(settings: Settings, headers: Sequence[tuple[str, str]] = ()
             max_pending=settings.max_pending_connections,
             http2=settings.http2,
             headers=layer.Options.encode_headers(headers),
+            refuse_upgrade=refuse_upgrade,
         )
     )
     config.bind = [
@@ -106,7 +114,7 @@ async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> No
         _arm_last_resort(settings.graceful_timeout + LAST_RESORT_S)
         await service.drain(settings.graceful_timeout)
 
-    config = hypercorn_config(settings, service.headers)
+    config = hypercorn_config(settings, service.headers, service.refuse_upgrade)
     server = asyncio.create_task(hypercorn_serve(service.app, config, shutdown_trigger=drained))
     stopping = asyncio.create_task(stop.wait())
     pinging = asyncio.create_task(pinger.ping_forever(settings.ws_ping_interval))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from ..core.asgi import ASGIApp, Receive, Scope, Send
 from ..core.headers import head_size
@@ -82,6 +83,21 @@ class WebsocketEndpoint:
                     "close_code": code,
                 },
             )
+
+
+def shed_upgrades(runtime: Runtime) -> Callable[[str], bool]:
+    """The server's load-shedding predicate (server/hypercorn/shed.py): a
+    handshake for /ws the gate would refuse for capacity or load is answered
+    by the server from its first bytes, before any scope or app call, and
+    counted here as refused for "shed"."""
+
+    def refuse(path: str) -> bool:
+        if path != WS_PATH or not runtime.gate.shedding():
+            return False
+        runtime.stats.refused["shed"] += 1
+        return True
+
+    return refuse
 
 
 async def _reject(send: Send, status: int, message: str, headers: dict[str, str]) -> None:

@@ -1,12 +1,21 @@
 // A websocket to the server that reconnects by itself, and the sync
 // request/reply on top of it.
 
+// The backoff's cap after a connection that opened (and then failed before
+// a tick), and after one that never opened. A page cannot tell a handshake
+// the server refused for load (503, Retry-After) from a server that is down:
+// both are an error before open. An overloaded server is answering every
+// such retry, so those wait up to a minute; a connection that was up is
+// more likely a blip, and comes back sooner.
+export const RETRY_CAP_MS = 10000;
+export const NEVER_OPENED_CAP_MS = 60000;
+
 /**
  * Delay before reconnect attempt `attempt` (0-based): exponential, capped,
  * with "equal jitter" so a thousand pages cut off by one restart don't all
  * come back in the same millisecond.
  */
-export function backoffDelay(attempt, random = Math.random, baseMs = 500, capMs = 10000) {
+export function backoffDelay(attempt, random = Math.random, baseMs = 500, capMs = RETRY_CAP_MS) {
   const ceiling = Math.min(capMs, baseMs * 2 ** attempt);
   return ceiling / 2 + random() * (ceiling / 2);
 }
@@ -43,6 +52,7 @@ export class ClockConnection {
     this.syncTimeoutMs = syncTimeoutMs;
     this.socket = null;
     this.attempt = 0;
+    this.opened = false; // the current (or last) socket opened
     this.watchdog = null;
     this.retry = null;
     this.pending = new Map();
@@ -56,6 +66,7 @@ export class ClockConnection {
   connect(state) {
     clearTimeout(this.retry);
     this.handlers.onState(state);
+    this.opened = false;
     let socket;
     try {
       socket = new WebSocket(this.url);
@@ -66,6 +77,7 @@ export class ClockConnection {
     this.socket = socket;
     this.feedWatchdog(this.connectTimeoutMs); // bounds a connect that never completes
     socket.onopen = () => {
+      this.opened = true;
       this.heardAt = Date.now();
       this.handlers.onState("live");
       this.feedWatchdog();
@@ -163,7 +175,9 @@ export class ClockConnection {
 
   retryLater(spreadMs = 0) {
     this.handlers.onState("reconnecting");
-    const delay = spreadMs > 0 ? Math.random() * spreadMs : backoffDelay(this.attempt++);
+    const cap = this.opened ? RETRY_CAP_MS : NEVER_OPENED_CAP_MS;
+    const delay =
+      spreadMs > 0 ? Math.random() * spreadMs : backoffDelay(this.attempt++, Math.random, 500, cap);
     this.retry = setTimeout(() => this.connect("reconnecting"), delay);
   }
 }

@@ -3,10 +3,12 @@ class docstring for what changes, why, and the upstream issue that would let
 it go), installed by `install()` after `guard.check()`.
 
     tcp.py      TCPServer: send timeout, bounded buffers, close deadline,
-                the pending-connection cap (pending.py), accept-error logging
+                the pending-connection cap (pending.py), accept-error logging,
+                load shedding from the first bytes (shed.py)
     inbox.py    TaskGroup.spawn_app: a lighter app inbox that ends with the app
     streams.py  WSStream: one close path, the client's budget, pre-framed
                 ticks, no compression, the server's refusals
+    shed.py     the canned 503 for a websocket upgrade the app sheds
     h11.py      H11Protocol: HTTP/2 behind a setting, ambiguous framing closes,
                 headers on Hypercorn's 400/431
     guard.py    the Hypercorn version and fingerprints these were written for
@@ -17,6 +19,7 @@ from __future__ import annotations
 from .guard import GuardError
 from .install import install
 from .options import Options, ServerConfig
+from .shed import RefuseUpgrade
 from .tcp import AcceptErrors
 
-__all__ = ["AcceptErrors", "GuardError", "Options", "ServerConfig", "install"]
+__all__ = ["AcceptErrors", "GuardError", "Options", "RefuseUpgrade", "ServerConfig", "install"]

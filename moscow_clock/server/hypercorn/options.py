@@ -10,6 +10,7 @@ from hypercorn.config import Config
 
 from ...core.budget import Limits
 from .pending import Connections
+from .shed import RefuseUpgrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,9 @@ class Options:
     # Headers for the server's own responses (its 400/426/431, the
     # handshake refusals): the ones the app puts on every response.
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    # The app's load shedding (shed.py): asked with the path of a websocket
+    # upgrade that opens a connection; True answers a canned 503 at once.
+    refuse_upgrade: RefuseUpgrade | None = None
 
     @staticmethod
     def encode_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:

@@ -24,6 +24,7 @@ from hypercorn.typing import AppWrapper, LifespanState
 
 from ...core.ratelimit import Every
 from .options import ServerConfig, options_of
+from .shed import refusal, upgrade_path
 
 log = logging.getLogger("moscow_clock.server")
 
@@ -61,6 +62,11 @@ class TCPServer(tcp_server.TCPServer):
        so the whole connection is freed by reference counting, which the
        garbage-collection policy relies on (`collector.py`). (No upstream
        equivalent; harmless to keep.)
+    6. **Load shedding before Hypercorn** (`_screen`, `_read_data`): with
+       `Options.refuse_upgrade` set, the first read is looked at before any
+       protocol exists; a websocket upgrade the app's predicate refuses is
+       answered with a canned 503 and closed (shed.py), anything else is
+       handed to Hypercorn as its first read. (No upstream hook.)
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class TCPServer(tcp_server.TCPServer):
         self.connections = config.connections if isinstance(config, ServerConfig) else None
         self.aborted = False
         self.busy = False  # bytes arrived since the last response (h11.py says)
+        self.first = b""  # read by `_screen`, not yet handed to the protocol
 
     async def run(self) -> None:
         self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -89,7 +96,8 @@ class TCPServer(tcp_server.TCPServer):
         if self.connections is not None:
             self.connections.pending(self)
         try:
-            await super().run()
+            if self.options.refuse_upgrade is None or await self._screen():
+                await super().run()
         finally:
             if self.connections is not None:
                 self.connections.gone(self)
@@ -100,6 +108,36 @@ class TCPServer(tcp_server.TCPServer):
             # (collector.py).
             self.__dict__.pop("protocol", None)
             self.__dict__.pop("_task_group", None)
+
+    async def _screen(self) -> bool:
+        """Read the first bytes; refuse a shed websocket upgrade there (False:
+        the connection is done), or keep them for Hypercorn (True)."""
+        refuse = self.options.refuse_upgrade
+        assert refuse is not None
+        try:
+            # Hypercorn's own idle timeout, which starts with its protocol.
+            async with asyncio.timeout(self.config.keep_alive_timeout):
+                data = await self.reader.read(tcp_server.MAX_RECV)
+        except (TimeoutError, OSError):
+            data = b""
+        if not data:  # silent, gone, or cut off by the pending cap
+            await self._close()
+            return False
+        self.busy = True
+        path = upgrade_path(data)
+        if path is not None and refuse(path):
+            headers = [*self.config.response_headers("h11"), *self.options.headers]
+            self.writer.write(refusal(headers))
+            await self._close()
+            return False
+        self.first = data
+        return True
+
+    async def _read_data(self) -> None:
+        if self.first:
+            data, self.first = self.first, b""
+            await self.protocol.handle(RawData(data))
+        await super()._read_data()
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
