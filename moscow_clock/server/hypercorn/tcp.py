@@ -14,6 +14,7 @@ import struct
 import time
 from contextlib import suppress
 from contextvars import ContextVar
+from ssl import SSLError
 from typing import Any
 
 from hypercorn.asyncio import tcp_server
@@ -24,7 +25,7 @@ from hypercorn.typing import AppWrapper, LifespanState
 
 from ...core.ratelimit import Every
 from .options import ServerConfig, options_of
-from .shed import refusal, upgrade_path
+from .shed import RefuseUpgrade, refusal, upgrade_path
 
 log = logging.getLogger("moscow_clock.server")
 
@@ -62,11 +63,14 @@ class TCPServer(tcp_server.TCPServer):
        so the whole connection is freed by reference counting, which the
        garbage-collection policy relies on (`collector.py`). (No upstream
        equivalent; harmless to keep.)
-    6. **Load shedding before Hypercorn** (`_screen`, `_read_data`): with
-       `Options.refuse_upgrade` set, the first read is looked at before any
-       protocol exists; a websocket upgrade the app's predicate refuses is
-       answered with a canned 503 and closed (shed.py), anything else is
-       handed to Hypercorn as its first read. (No upstream hook.)
+    6. **Load shedding from the first bytes** (`_read_data`): with
+       `Options.refuse_upgrade` set, a connection's first read is looked at
+       before the HTTP protocol parses it; a websocket upgrade the app's
+       predicate refuses is answered with a canned 503 and closed (shed.py):
+       no h11 parse, stream, scope or app call. Anything else goes to the
+       protocol as that read. Hypercorn's idle timeout and shutdown apply
+       as before (the protocol and its idle task exist by then). (No
+       upstream hook.)
     """
 
     def __init__(
@@ -84,7 +88,6 @@ class TCPServer(tcp_server.TCPServer):
         self.connections = config.connections if isinstance(config, ServerConfig) else None
         self.aborted = False
         self.busy = False  # bytes arrived since the last response (h11.py says)
-        self.first = b""  # read by `_screen`, not yet handed to the protocol
 
     async def run(self) -> None:
         self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -96,8 +99,7 @@ class TCPServer(tcp_server.TCPServer):
         if self.connections is not None:
             self.connections.pending(self)
         try:
-            if self.options.refuse_upgrade is None or await self._screen():
-                await super().run()
+            await super().run()
         finally:
             if self.connections is not None:
                 self.connections.gone(self)
@@ -109,35 +111,31 @@ class TCPServer(tcp_server.TCPServer):
             self.__dict__.pop("protocol", None)
             self.__dict__.pop("_task_group", None)
 
-    async def _screen(self) -> bool:
-        """Read the first bytes; refuse a shed websocket upgrade there (False:
-        the connection is done), or keep them for Hypercorn (True)."""
+    async def _read_data(self) -> None:
         refuse = self.options.refuse_upgrade
-        assert refuse is not None
+        if refuse is None or not await self._shed_first(refuse):
+            await super()._read_data()
+
+    async def _shed_first(self, refuse: RefuseUpgrade) -> bool:
+        """Hypercorn's first read, looked at before its protocol sees it: a
+        websocket upgrade the app sheds gets the canned 503 and the
+        connection closes (True: done); anything else goes on as usual."""
         try:
-            # Hypercorn's own idle timeout, which starts with its protocol.
-            async with asyncio.timeout(self.config.keep_alive_timeout):
-                data = await self.reader.read(tcp_server.MAX_RECV)
-        except (TimeoutError, OSError):
-            data = b""
-        if not data:  # silent, gone, or cut off by the pending cap
-            await self._close()
-            return False
-        self.busy = True
+            data = await asyncio.wait_for(
+                self.reader.read(tcp_server.MAX_RECV), self.config.read_timeout
+            )
+        except (OSError, TimeoutError, SSLError):  # as Hypercorn's own read loop
+            await self.protocol.handle(Closed())
+            return True
         path = upgrade_path(data)
         if path is not None and refuse(path):
             headers = [*self.config.response_headers("h11"), *self.options.headers]
             self.writer.write(refusal(headers))
-            await self._close()
-            return False
-        self.first = data
-        return True
-
-    async def _read_data(self) -> None:
-        if self.first:
-            data, self.first = self.first, b""
+            await self._close()  # now, not when the idle timeout would
+            return True
+        if data:
             await self.protocol.handle(RawData(data))
-        await super()._read_data()
+        return False  # (at EOF, Hypercorn's loop ends at once)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
