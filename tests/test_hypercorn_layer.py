@@ -539,3 +539,57 @@ def test_the_canned_refusal_is_a_short_503_that_closes_and_says_when_to_retry() 
     assert isinstance(body, h11.Data)
     assert body.data == BODY == b"server busy, try again later\n"
     assert isinstance(client.next_event(), h11.EndOfMessage)
+
+
+def shedding_server(data: bytes, refuse: Mock) -> tuple[TCPServer, Mock]:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    writer = Mock()
+    server = TCPServer(
+        AsyncMock(),
+        asyncio.get_running_loop(),
+        config(refuse_upgrade=refuse),
+        WorkerContext(None),
+        {},
+        reader,
+        writer,
+    )
+    server.protocol = AsyncMock()
+    server._close = AsyncMock()  # type: ignore[method-assign]
+    return server, writer
+
+
+async def test_a_shed_upgrade_is_answered_from_the_first_read_without_the_protocol() -> None:
+    refuse = Mock(return_value=True)
+    server, writer = shedding_server(UPGRADE, refuse)
+    await server._read_data()
+    refuse.assert_called_once_with("/ws")
+    (sent,), _ = writer.write.call_args
+    assert sent.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nx-content-type-options: nosniff\r\n" in sent  # the app's headers
+    assert b"\r\ndate: " in sent
+    server.protocol.handle.assert_not_called()  # no h11 parse, no stream, no app
+    server._close.assert_awaited_once()
+
+
+@pytest.mark.parametrize(
+    ("data", "asked"),
+    [
+        (UPGRADE, True),  # not shedding now: Hypercorn and the app go on as ever
+        (b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", False),  # not an upgrade: not asked
+    ],
+)
+async def test_anything_not_shed_reaches_the_protocol_as_its_first_read(
+    data: bytes, asked: bool
+) -> None:
+    refuse = Mock(return_value=False)
+    server, writer = shedding_server(data, refuse)
+    await server._read_data()
+    assert refuse.called is asked
+    writer.write.assert_not_called()
+    assert server.protocol.handle.await_args_list == [
+        ((RawData(data),),),
+        ((Closed(),),),  # then EOF, as Hypercorn's loop
+    ]
+    server._close.assert_not_called()
