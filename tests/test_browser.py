@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from moscow_clock.core.clock import moscow_time
 from moscow_clock.core.clockstate import ClockState
 
-from .support.browser import static_page
+from .support.browser import static_page, watch_console
 from .support.clockstate import UNSYNCED, write_state
 from .support.delay_proxy import DelayProxy
 from .support.page import RECORD_FLIPS, Flip, median_error_ms, recorded_flips, wait_until_synced
@@ -44,14 +44,7 @@ def synced_server(start_server: Start, tmp_path: Path) -> ServerProcess:
 async def open_clock(browser: Browser, url: str, skew_s: float = 0.0) -> tuple[Page, list[str]]:
     """Open the page (its device clock skewed by skew_s); returns it and its console errors."""
     page = await browser.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems: list[str] = watch_console(page, [])
     await page.add_init_script(RECORD_FLIPS)
     if skew_s:
         await page.clock.install(time=datetime.now(UTC) + timedelta(seconds=skew_s))

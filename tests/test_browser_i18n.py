@@ -15,7 +15,6 @@ from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import (
     Browser,
     BrowserContext,
-    ConsoleMessage,
     Page,
     WebSocket,
     expect,
@@ -24,6 +23,7 @@ from playwright.async_api import (
 from moscow_clock.core.clock import MOSCOW, moscow_time, short_time_text
 from moscow_clock.core.sun import day_length_parts, sun_day
 
+from .support.browser import watch_console
 from .support.other_origin import ParentPage
 from .support.page import wait_until_synced
 from .support.server import ServerProcess
@@ -50,14 +50,7 @@ READ_FACE = """() => {
 
 async def new_page(context: BrowserContext) -> tuple[Page, list[str]]:
     page = await context.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems: list[str] = watch_console(page, [])
     return page, problems
 
 

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
+from .support.browser import watch_console
 from .support.page import wait_until_synced
 from .support.server import ServerProcess
 from .support.timing import scaled
@@ -81,14 +82,7 @@ async def open_page(
     context: BrowserContext, url: str, mode: str = "grant"
 ) -> tuple[Page, list[str]]:
     page = await context.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems: list[str] = watch_console(page, [])
     await page.add_init_script(STUB % {"mode": mode})
     await page.goto(url)
     return page, problems

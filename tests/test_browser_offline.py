@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
+from playwright.async_api import Browser, BrowserContext, Page
 
 from moscow_clock.core.clock import moscow_time
 
+from .support.browser import watch_console
 from .support.page import RECORD_FLIPS, recorded_flips, wait_until_synced
 from .support.png import png_size
 from .support.server import ROOT, ServerProcess
@@ -48,14 +49,7 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
 
 async def open_page(context: BrowserContext, url: str, *init_scripts: str) -> tuple[Page, Problems]:
     page = await context.new_page()
-    problems = Problems()
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems = watch_console(page, Problems())
     for script in (REPORT_CSP, RECORD_FLIPS, *init_scripts):
         await page.add_init_script(script)
     await page.goto(url)

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, Page, Route
+from playwright.async_api import Browser, ConsoleMessage, Page, Route
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "static"
@@ -65,3 +65,16 @@ async def static_page(browser: Browser) -> Page:
     await page.route(f"{STATIC_ORIGIN}/**", _serve_from_disk)
     await page.goto(f"{STATIC_ORIGIN}/")
     return page
+
+
+def watch_console[L: list[str]](page: Page, problems: L) -> L:
+    """Collect the page's console errors and warnings and uncaught errors into
+    `problems`: a browser test fails on any it did not expect."""
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
