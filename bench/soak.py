@@ -94,10 +94,7 @@ def main() -> None:
         samples = []
         last = scrape(port)
         metrics = "moscow_clock_event_loop_lag_seconds_count" in last
-        print(
-            f"{'minute':>7}{'clients':>9}{'rss MB':>9}{'stalls>100ms':>14}{'gc>50ms':>9}"
-            f"{'frozen':>10}"
-        )
+        print(f"{'minute':>7}{'clients':>9}{'rss MB':>9}{'stalls>100ms':>14}{'gc>50ms':>9}")
         while (elapsed := time.monotonic() - start) < seconds:
             rss = rss_bytes(process_tree(server.pid)) / 1e6
             now = scrape(port)
@@ -111,14 +108,12 @@ def main() -> None:
                     last, "moscow_clock_gc_pause_seconds", "0.05"
                 )
                 last = now
-            frozen = now.get("moscow_clock_gc_frozen_objects", float("nan"))
             samples.append(
-                {"minute": elapsed / 60, "clients": clients, "rss_mb": rss, "frozen": frozen,
+                {"minute": elapsed / 60, "clients": clients, "rss_mb": rss,
                  "stalls_over_100ms": stalls, "gc_over_50ms": pauses}
             )  # fmt: skip
             print(
-                f"{elapsed / 60:7.1f}{clients:9d}{rss:9.1f}{stalls:14.0f}{pauses:9.0f}"
-                f"{frozen:10.0f}",
+                f"{elapsed / 60:7.1f}{clients:9d}{rss:9.1f}{stalls:14.0f}{pauses:9.0f}",
                 flush=True,
             )
             time.sleep(min(args.every, max(0.0, seconds - elapsed)))

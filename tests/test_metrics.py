@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import pytest
 import websockets
 from quart import Quart
 from websockets.exceptions import InvalidStatus
+
+from moscow_clock.web.runtime import runtime_of
 
 from .support.clients import next_tick, scrape
 from .support.server import ServerProcess
@@ -27,6 +31,22 @@ async def test_metrics_page_in_the_app(app: Quart) -> None:
     assert "# TYPE moscow_clock_websocket_clients gauge" in text
     assert "# TYPE moscow_clock_tick_fanout_seconds histogram" in text
     assert "process_resident_memory_bytes" in text
+
+
+async def test_metrics_never_walk_the_heap(app: Quart, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting the frozen or tracked objects walks every one of them (~0.25 s
+    at 10,000 clients): done every second it cost 17 % of a core and a stall a
+    second. Neither the per-second update nor a scrape may do it."""
+
+    def walks_the_heap(*args: object) -> NoReturn:
+        raise AssertionError("whole-heap walk on the metrics path")
+
+    for name in ("get_freeze_count", "get_objects", "get_referrers"):
+        monkeypatch.setattr(gc, name, walks_the_heap)
+    async with app.test_app():
+        runtime_of(app).update_metrics()
+        response = await app.test_client().get("/metrics")
+    assert response.status_code == 200
 
 
 @pytest.mark.server

@@ -226,7 +226,6 @@ async def test_metrics_show_loop_lag_and_gc_pauses(start_server: Start) -> None:
     samples = await asyncio.to_thread(scrape, server)
     assert samples["moscow_clock_event_loop_lag_seconds_count"] > 0
     assert samples['moscow_clock_event_loop_lag_seconds_bucket{le="+Inf"}'] > 0
-    assert samples["moscow_clock_gc_frozen_objects"] > 0  # frozen at start-up
     assert any(
         name.startswith("moscow_clock_gc_pause_seconds_count") and value > 0
         for name, value in samples.items()
