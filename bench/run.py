@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.clients import parse_metrics
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = {
     "moscow_clock": [sys.executable, "-m", "moscow_clock"],
@@ -118,12 +120,7 @@ def scrape(port: int) -> dict[str, float]:
             text = response.read().decode()
     except OSError:
         return {}
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
+    return parse_metrics(text)
 
 
 def over(samples: dict[str, float], histogram: str, bound: str) -> float:

@@ -161,16 +161,21 @@ class Gate:
         in between (the caller releases it with `with`)."""
         if not origin_allowed(origin, host, self.allowed_origins):
             return FOREIGN_ORIGIN
-        if self._open >= self.max_connections:
-            return FULL
-        if self.load is not None and self.load.over_budget(self._open + 1):
-            return BUSY
+        refusal = self._no_room()
+        if refusal is not None:
+            return refusal
         self._open += 1
         return Admitted(self)
 
     def shedding(self) -> bool:
         """Whether a handshake now would be refused for capacity or load (FULL
         or BUSY), so the server may refuse it before it reaches the app."""
-        return self._open >= self.max_connections or (
-            self.load is not None and self.load.over_budget(self._open + 1)
-        )
+        return self._no_room() is not None
+
+    def _no_room(self) -> Refusal | None:
+        """The one capacity decision, for `admit` and `shedding` alike."""
+        if self._open >= self.max_connections:
+            return FULL
+        if self.load is not None and self.load.over_budget(self._open + 1):
+            return BUSY
+        return None

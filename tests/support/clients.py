@@ -109,6 +109,11 @@ def scrape(server: HasPort) -> dict[str, float]:
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=scaled(5)) as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=")
         text = response.read().decode()
+    return parse_metrics(text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text as {sample name with its labels: value} (also bench/run.py's)."""
     samples = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 VARIABLE = "TEST_TIME_SCALE"
 
@@ -39,14 +39,21 @@ def scaled(amount: float) -> float:
     return amount * SCALE
 
 
-async def until(
-    condition: Callable[[], bool], timeout: float, what: str = "", interval: float = 0.02
-) -> None:
-    """Return as soon as `condition()` holds; fail after `timeout` (scaled here)."""
+def _polls(condition: Callable[[], bool], timeout: float, what: str) -> Iterator[None]:
+    """Yield until `condition()` holds; fail after `timeout` (scaled here).
+    The caller waits between yields in its own way."""
     deadline = time.monotonic() + scaled(timeout)
     while not condition():
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {scaled(timeout):.1f} s: {what or condition}")
+        yield
+
+
+async def until(
+    condition: Callable[[], bool], timeout: float, what: str = "", interval: float = 0.02
+) -> None:
+    """Return as soon as `condition()` holds; fail after `timeout` (scaled here)."""
+    for _ in _polls(condition, timeout, what):
         await asyncio.sleep(interval)
 
 
@@ -54,8 +61,5 @@ def wait_until(
     condition: Callable[[], bool], timeout: float, what: str = "", interval: float = 0.02
 ) -> None:
     """`until` for code without an event loop."""
-    deadline = time.monotonic() + scaled(timeout)
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {scaled(timeout):.1f} s: {what or condition}")
+    for _ in _polls(condition, timeout, what):
         time.sleep(interval)
