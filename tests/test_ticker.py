@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 
@@ -142,6 +143,38 @@ async def test_a_long_fanout_lets_other_work_run() -> None:
         worker.cancel()
     # Something else ran between chunks, not only before and after the fan-out.
     assert any(0 < count < len(clients) for count in ran_during_fanout)
+
+
+async def test_a_fanout_held_up_by_other_work_stops_yielding() -> None:
+    """Under a storm of connections each yield waits out a whole busy round
+    of the event loop; past its yield budget the fan-out finishes the tick
+    without yielding instead of handing out the rest a second late."""
+    ticker = Ticker(yield_budget=0.05)
+    clients = [Recorder() for _ in range(FANOUT_CHUNK * 10)]
+    hog_runs: list[int] = []
+    running = asyncio.Event()
+
+    async def hog() -> None:  # a round of other work: 30 ms on the CPU each time
+        running.set()
+        while True:
+            hog_runs.append(sum(len(c.got) for c in clients))
+            time.sleep(0.03)  # noqa: ASYNC251 (blocking on purpose: a busy round)
+            await asyncio.sleep(0)
+
+    with contextlib.ExitStack() as stack:
+        for client in clients:
+            stack.enter_context(ticker.subscription(client))
+        worker = asyncio.create_task(hog())
+        await running.wait()
+        hog_runs.clear()
+        await ticker.publish(make_tick(1000))
+        worker.cancel()
+    during = [count for count in hog_runs if 0 < count < len(clients)]
+    # It did yield at first, then stopped within the budget (at 30 ms a
+    # round, two rounds), not after all ten chunks.
+    assert 1 <= len(during) <= 2
+    assert all(c.got == [1000] for c in clients)
+    assert ticker.hurried == 1
 
 
 async def test_close_tells_subscribers_to_go_and_refuses_newcomers() -> None:

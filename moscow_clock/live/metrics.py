@@ -66,6 +66,11 @@ class Metrics:
             "Ticks a busy client skipped (it got the newer one instead)",
             registry=r,
         )
+        self.fanouts_hurried = Counter(
+            "moscow_clock_tick_fanouts_hurried",
+            "Fan-outs that stopped yielding to other work (the process was that busy)",
+            registry=r,
+        )
         self.syncs = Counter("moscow_clock_sync_requests", "Sync requests answered", registry=r)
         self.refused = Counter(
             "moscow_clock_websocket_refused",
@@ -151,6 +156,7 @@ class Metrics:
         self.clients.set(gate.open)
         self._add(self.ticks_sent, "sent", ticker.delivered)
         self._add(self.ticks_dropped, "dropped", ticker.skipped)
+        self._add(self.fanouts_hurried, "hurried", ticker.hurried)
         self._add(self.syncs, "syncs", stats.syncs)
         for reason, count in stats.refused.items():
             self._add(self.refused.labels(reason), f"refused:{reason}", count)

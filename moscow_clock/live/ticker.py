@@ -6,7 +6,10 @@ starts writing the tick (a write that the kernel takes at once finishes right
 there, with no task switch); one still busy with an earlier write skips this
 tick and gets the next. Nothing is queued per client, so a stalled client
 costs no memory and delays no one. The fan-out yields to the event loop every
-few hundred clients, so sync replies never wait behind all of it.
+few hundred clients, so sync replies never wait behind all of it; but only
+while yielding is cheap: once other work has held the fan-out up for
+`YIELD_BUDGET_S` in total (a storm of handshakes, refusals under overload),
+the rest of the tick goes out without yielding.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ type Sleep = Callable[[float], Awaitable[object]]
 
 # Subscribers served between two yields to the event loop during a fan-out.
 FANOUT_CHUNK = 256
+# The most a fan-out waits, summed over its yields, for other work. Each
+# yield waits out one round of the event loop, and under a storm of
+# connections a round is everything that is ready: measured at 20,000
+# offered clients, ~80 ms a round, so a fan-out to 10,000 (40 yields) took
+# ~3 s, every tick was late and the pages' silence watchdogs dropped the
+# admitted clients too (docs/PERFORMANCE.md, Overload). Past this budget
+# sync replies wait for the rest of the fan-out (at most its CPU, ~0.1 s at
+# 10,000 clients), which they only do while the process is that busy.
+YIELD_BUDGET_S = 0.05
 # Fan-outs remembered for the admission gate.
 RECENT_FANOUTS = 3
 # Handshakes per second a process can take without its clients' ticks
@@ -82,9 +94,15 @@ class TickerClosed(Exception):
 
 
 class Ticker:
-    def __init__(self, clock: Clock = wall_clock_ms, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        clock: Clock = wall_clock_ms,
+        sleep: Sleep = asyncio.sleep,
+        yield_budget: float = YIELD_BUDGET_S,
+    ) -> None:
         self._clock = clock
         self._sleep = sleep
+        self.yield_budget = yield_budget
         self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered set
         self._closed = False
         self._idle = asyncio.Event()
@@ -92,6 +110,7 @@ class Ticker:
         # Plain counters, read by metrics.py once a second.
         self.delivered = 0  # ticks handed to clients
         self.skipped = 0  # ticks a busy client never got (it gets the next one)
+        self.hurried = 0  # fan-outs that stopped yielding (the loop was that busy)
         self._fanout_s: list[float] = []  # how long each fan-out took, until taken
         # The latest fan-outs: (CPU seconds they took, clients they went to);
         # the load the admission gate weighs a newcomer against.
@@ -123,6 +142,7 @@ class Ticker:
     async def publish(self, tick: Tick) -> None:
         started = time.monotonic()
         cpu = 0.0  # this thread's CPU time in the fan-out itself, yields excluded
+        waited = 0.0  # wall time spent in yields, others' work
         chunk_started = time.thread_time()
         broadcast = Broadcast.of(tick)
         # A snapshot: clients may come and go while the fan-out yields.
@@ -132,11 +152,15 @@ class Ticker:
                 self.delivered += 1
             else:
                 self.skipped += 1
-            if done % FANOUT_CHUNK == 0:
+            if done % FANOUT_CHUNK == 0 and waited < self.yield_budget:
                 cpu += time.thread_time() - chunk_started
+                paused = time.monotonic()
                 await asyncio.sleep(0)
+                waited += time.monotonic() - paused
                 chunk_started = time.thread_time()
         cpu += time.thread_time() - chunk_started
+        if waited >= self.yield_budget:
+            self.hurried += 1
         # The admission gate weighs the CPU the fan-out cost: unlike its wall
         # time, that is neither stretched by whatever ran during its yields
         # nor by other processes on a shared core.
