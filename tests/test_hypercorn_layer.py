@@ -29,6 +29,7 @@ from moscow_clock.core.wire import FRAME, PREFRAMED, ends_with_client_close, tex
 from moscow_clock.server import pinger
 from moscow_clock.server.hypercorn import guard
 from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
+from moscow_clock.server.hypercorn.listen import ACCEPTS_PER_ROUND, ListeningSocket
 from moscow_clock.server.hypercorn.options import Options, ServerConfig
 from moscow_clock.server.hypercorn.pending import Connections
 from moscow_clock.server.hypercorn.shed import BODY, refusal, upgrade_path
@@ -593,3 +594,28 @@ async def test_anything_not_shed_reaches_the_protocol_as_its_first_read(
         ((Closed(),),),  # then EOF, as Hypercorn's loop
     ]
     server._close.assert_not_called()
+
+
+def test_asyncio_takes_a_few_connections_a_round_from_a_long_kernel_queue() -> None:
+    """asyncio's `backlog` is both listen()'s queue and the connections taken
+    per loop round; the layer's sockets keep the long queue whatever asyncio
+    asks for, so a wave of connects waits in the kernel, not in one round."""
+    made = config()
+    made.bind = ["127.0.0.1:0"]
+    made.backlog = ACCEPTS_PER_ROUND
+    [listener] = made.create_sockets().insecure_sockets
+    clients: list[socket.socket] = []
+    try:
+        assert isinstance(listener, ListeningSocket)
+        listener.listen(ACCEPTS_PER_ROUND)  # what asyncio's start_server does
+        address = listener.getsockname()
+        # Nobody accepts: past a queue of 64 the 65th-odd connect would wait
+        # for a SYN retry (1 s); with the long queue every one completes now.
+        for _ in range(ACCEPTS_PER_ROUND * 3):
+            client = socket.create_connection(address, timeout=scaled(0.5))
+            clients.append(client)
+        assert len(clients) == ACCEPTS_PER_ROUND * 3
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()

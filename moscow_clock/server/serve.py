@@ -97,9 +97,10 @@ def hypercorn_config(
     config.websocket_max_message_size = settings.ws_max_message_bytes
     pinger.configure(config, settings.ws_ping_interval)  # reaping vanished peers
     config.include_server_header = False  # no version banner
-    # Room in the accept queue for a reconnect wave (the kernel caps it at
-    # net.core.somaxconn); Hypercorn's default of 100 drops SYNs past that.
-    config.backlog = 4096
+    # Connections asyncio takes from the accept queue per round of the loop;
+    # the queue itself stays long (4,096, hypercorn/listen.py) for a
+    # reconnect wave. Hypercorn's default of 100 was both.
+    config.backlog = layer.ACCEPTS_PER_ROUND
     # A connection that has not sent a whole request (headers) this long
     # after it opened, or after its last response, is closed.
     config.keep_alive_timeout = REQUEST_TIMEOUT_S

@@ -9,6 +9,7 @@ it go), installed by `install()` after `guard.check()`.
     streams.py  WSStream: one close path, the client's budget, pre-framed
                 ticks, no compression, the server's refusals
     shed.py     the canned 503 for a websocket upgrade the app sheds
+    listen.py   a long accept queue, a few connections taken per loop round
     h11.py      H11Protocol: HTTP/2 behind a setting, ambiguous framing closes,
                 headers on Hypercorn's 400/431
     guard.py    the Hypercorn version and fingerprints these were written for
@@ -18,8 +19,17 @@ from __future__ import annotations
 
 from .guard import GuardError
 from .install import install
+from .listen import ACCEPTS_PER_ROUND
 from .options import Options, ServerConfig
 from .shed import RefuseUpgrade
 from .tcp import AcceptErrors
 
-__all__ = ["AcceptErrors", "GuardError", "Options", "RefuseUpgrade", "ServerConfig", "install"]
+__all__ = [
+    "ACCEPTS_PER_ROUND",
+    "AcceptErrors",
+    "GuardError",
+    "Options",
+    "RefuseUpgrade",
+    "ServerConfig",
+    "install",
+]

@@ -36,6 +36,8 @@ FINGERPRINTS: Mapping[str, str] = {
     "hypercorn.protocol:ProtocolWrapper.handle": "b03e2962872c85e8",
     "hypercorn.protocol.h11:H11Protocol._create_stream": "a2338a57ab343908",
     "hypercorn.protocol.h2:H2Protocol._create_stream": "91eb123ddf247ede",
+    # listen.py: worker_serve (above) passes Config.backlog to start_server
+    "hypercorn.config:Config.create_sockets": "3ba0bab3918e4238",
     # tcp.py
     "hypercorn.asyncio.tcp_server:TCPServer.__init__": "95a6f196b96bfa92",
     "hypercorn.asyncio.tcp_server:TCPServer.protocol_send": "06144915fc094c1b",
@@ -74,6 +76,7 @@ WHERE = {
     "h2": "install.py",
     "run": "install.py",
     "protocol": "install.py",
+    "config": "options.py",
 }
 
 

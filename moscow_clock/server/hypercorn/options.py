@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 
 from ...core.budget import Limits
+from .listen import long_queue
 from .pending import Connections
 from .shed import RefuseUpgrade
 
@@ -45,6 +46,16 @@ class ServerConfig(Config):
     def __init__(self, options: Options) -> None:
         self.options = options
         self.connections = Connections(options.max_pending)
+
+    def create_sockets(self) -> Sockets:
+        """Hypercorn's sockets, each listening with the long kernel queue
+        while asyncio takes `backlog` connections a round (listen.py)."""
+        made = super().create_sockets()
+        return Sockets(
+            [long_queue(sock) for sock in made.secure_sockets],
+            [long_queue(sock) for sock in made.insecure_sockets],
+            made.quic_sockets,
+        )
 
 
 DEFAULT = Options()
