@@ -15,11 +15,11 @@ milliseconds (exact pooling across workers, and the worst second's p99).
 With `--reconnect` a client behaves like the page (static/js/connection.js):
 a lost connection (close frame, reset, a refused handshake, 4.5 s of silence,
 a connect unanswered for 15 s) is retried after `backoffDelay(attempt)` (first
-250-500 ms, then doubling with "equal jitter" up to 10 s if the websocket had
-opened, up to 60 s if it never did), the attempt count reset only by a tick;
+250-500 ms, then with "equal jitter" doubling up to 10 s if the websocket had
+opened, x4 a step up to 60 s if it never did), the attempt count reset only by a tick;
 a 1001 close that asks to "reconnect within N ms" is retried at a uniformly
 random moment within N ms instead. As the page was before:
-`--ignore-hint --connect-timeout 4.5 --never-opened-cap 10`. Reconnects
+`--ignore-hint --connect-timeout 4.5 --never-opened-cap 10 --never-opened-growth 2`. Reconnects
 go to `--reconnect-port` (the surviving server behind a balancer). A client's
 first connect is patient (no watchdog, no retry: the ramp is not the test)
 unless `--retry-first`.
@@ -61,6 +61,7 @@ CONNECT_TIMEOUT_S = 15.0
 BACKOFF_BASE_MS = 500
 BACKOFF_CAP_MS = 10_000  # RETRY_CAP_MS: after a websocket that opened
 NEVER_OPENED_CAP_MS = 60_000  # after a connect that never opened
+NEVER_OPENED_GROWTH = 4  # the step after a connect that never opened
 
 
 HINT = re.compile(rb"reconnect within (\d+) ms")
@@ -75,9 +76,11 @@ def reconnect_within_ms(payload: bytes) -> float:
     return min(MAX_SPREAD_MS, int(asked[1])) if asked else 0.0
 
 
-def backoff_delay_ms(attempt: int, rand: float, cap_ms: float = BACKOFF_CAP_MS) -> float:
+def backoff_delay_ms(
+    attempt: int, rand: float, cap_ms: float = BACKOFF_CAP_MS, growth: float = 2
+) -> float:
     """`backoffDelay` of static/js/connection.js, exactly."""
-    ceiling = min(cap_ms, BACKOFF_BASE_MS * 2**attempt)
+    ceiling = min(cap_ms, BACKOFF_BASE_MS * growth**attempt)
     return ceiling / 2 + rand * (ceiling / 2)
 
 
@@ -187,8 +190,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         if spread_ms > 0 and not args.ignore_hint:
             delay = random.random() * spread_ms / 1000
         else:
-            cap = BACKOFF_CAP_MS if was_open else args.never_opened_cap * 1000
-            delay = backoff_delay_ms(client.attempt, random.random(), cap) / 1000
+            if was_open:
+                cap, growth = BACKOFF_CAP_MS, 2.0
+            else:
+                cap, growth = args.never_opened_cap * 1000, args.never_opened_growth
+            delay = backoff_delay_ms(client.attempt, random.random(), cap, growth) / 1000
             client.attempt += 1
         client.state = WAITING
         heapq.heappush(retries, (time.monotonic() + delay, client.index))
@@ -367,6 +373,13 @@ def main() -> None:
         default=NEVER_OPENED_CAP_MS / 1000,
         help="seconds the backoff grows to after connects that never opened "
         f"(the page: {NEVER_OPENED_CAP_MS / 1000:.0f}; before: {BACKOFF_CAP_MS / 1000:.0f})",
+    )
+    parser.add_argument(
+        "--never-opened-growth",
+        type=float,
+        default=NEVER_OPENED_GROWTH,
+        help="the backoff's step after connects that never opened "
+        f"(the page: x{NEVER_OPENED_GROWTH}; before: x2)",
     )
     print(json.dumps(run(parser.parse_args())), flush=True)
     sys.exit(0)

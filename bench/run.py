@@ -290,6 +290,11 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
                     "--grace",
                     str(args.grace),
                     *(["--reconnect", "--retry-first"] if args.retry else []),
+                    *(
+                        ["--never-opened-growth", str(args.never_opened_growth)]
+                        if args.never_opened_growth
+                        else []
+                    ),
                 ],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
@@ -441,6 +446,13 @@ def main() -> None:
     parser.add_argument("--server-cores-multi", default="0,1", help="for WORKERS > 1")
     parser.add_argument("--loadgen-cores", default="1")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--never-opened-growth",
+        type=float,
+        default=0.0,
+        help="with --retry: the backoff's step after connects that never opened "
+        "(default: the page's; 2 is the page before)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run here")
     args = parser.parse_args()
     for item in args.checkout:

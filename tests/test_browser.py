@@ -302,12 +302,14 @@ async def test_page_modules_units(browser: Browser) -> None:
 
       const jitter = [0, 1, 2, 3, 10].map(
         (a) => [backoffDelay(a, () => 0), backoffDelay(a, () => 1)]);
+      const steep = [0, 1, 2, 3, 4].map(
+        (a) => [backoffDelay(a, () => 0, 500, 60000, 4), backoffDelay(a, () => 1, 500, 60000, 4)]);
       return {
         best, rejected, corrected, afterTick, quiet, unverified, verified, lostIt, slept,
         parts: moscowParts(Date.UTC(2026, 10, 26, 19, 40, 5, 999), 10800),
         before1970: moscowParts(-1, 10800).hms,
         untilNext: [msUntilNextSecond(1000), msUntilNextSecond(1999), msUntilNextSecond(-1)],
-        jitter,
+        jitter, steep,
       };
     }"""
     )
@@ -332,13 +334,20 @@ async def test_page_modules_units(browser: Browser) -> None:
     assert results["untilNext"] == [1000, 1, 1]
     # Exponential, jittered between half and all of the step, capped at 10 s.
     assert results["jitter"] == [[250, 500], [500, 1000], [1000, 2000], [2000, 4000], [5000, 10000]]
+    assert results["steep"] == [
+        [250, 500],
+        [1000, 2000],
+        [4000, 8000],
+        [16000, 32000],
+        [30000, 60000],
+    ]
 
 
 async def test_the_backoff_grows_to_a_minute_only_while_connects_never_open(
     browser: Browser,
 ) -> None:
     """A page cannot see a refused handshake's 503: refused and down look the
-    same, an error before open. Those retries back off to 60 s, so refused
+    same, an error before open. Those retries back off x4 a step to 60 s, so refused
     pages stop costing an overloaded server; one that opened and failed before
     a tick still backs off to 10 s. (A fake WebSocket and timers that record
     their delay and never fire: the page's real ClockConnection.)"""
@@ -380,7 +389,8 @@ async def test_the_backoff_grows_to_a_minute_only_while_connects_never_open(
     )
     await page.close()
     assert delays == {
-        "refused": [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000],
+        # x4 a step: after ~0.4, 1.9, 7.9, 32 s (docs/PERFORMANCE.md, Overload).
+        "refused": [500, 2000, 8000, 32000, 60000, 60000, 60000, 60000, 60000],
         "opened": 10000,
         "after": 60000,
     }

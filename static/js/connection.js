@@ -6,17 +6,28 @@
 // the server refused for load (503, Retry-After) from a server that is down:
 // both are an error before open. An overloaded server is answering every
 // such retry, so those wait up to a minute; a connection that was up is
-// more likely a blip, and comes back sooner.
+// more likely a blip, and comes back sooner. Connects that never open also
+// back off faster (x4 a step instead of x2: retries after ~0.4, 1.9, 7.9,
+// 32 s, then every 30-60 s): with doubling, ten thousand refused pages each
+// came back five times in their first 12 s, and that traffic alone stalled
+// an overloaded server (docs/PERFORMANCE.md, Overload).
 export const RETRY_CAP_MS = 10000;
 export const NEVER_OPENED_CAP_MS = 60000;
+export const NEVER_OPENED_GROWTH = 4;
 
 /**
  * Delay before reconnect attempt `attempt` (0-based): exponential, capped,
  * with "equal jitter" so a thousand pages cut off by one restart don't all
  * come back in the same millisecond.
  */
-export function backoffDelay(attempt, random = Math.random, baseMs = 500, capMs = RETRY_CAP_MS) {
-  const ceiling = Math.min(capMs, baseMs * 2 ** attempt);
+export function backoffDelay(
+  attempt,
+  random = Math.random,
+  baseMs = 500,
+  capMs = RETRY_CAP_MS,
+  growth = 2,
+) {
+  const ceiling = Math.min(capMs, baseMs * growth ** attempt);
   return ceiling / 2 + random() * (ceiling / 2);
 }
 
@@ -175,9 +186,13 @@ export class ClockConnection {
 
   retryLater(spreadMs = 0) {
     this.handlers.onState("reconnecting");
-    const cap = this.opened ? RETRY_CAP_MS : NEVER_OPENED_CAP_MS;
+    const [cap, growth] = this.opened
+      ? [RETRY_CAP_MS, 2]
+      : [NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH];
     const delay =
-      spreadMs > 0 ? Math.random() * spreadMs : backoffDelay(this.attempt++, Math.random, 500, cap);
+      spreadMs > 0
+        ? Math.random() * spreadMs
+        : backoffDelay(this.attempt++, Math.random, 500, cap, growth);
     this.retry = setTimeout(() => this.connect("reconnecting"), delay);
   }
 }
