@@ -56,8 +56,12 @@ class Settings:
     # one more client would make the tick's fan-out to everyone take longer
     # than FANOUT_BUDGET seconds, or while the event loop has lately been
     # stalled longer than LOOP_LAG_BUDGET (live/admission.py). 0 turns one off
-    # (the loop-lag check is off by default: see admission.py).
-    fanout_budget: float = 0.2
+    # (the loop-lag check is off by default: see admission.py). 0.1 s: the
+    # last client's tick leaves within ~0.1 s of the second, which kept the
+    # admitted clients' p99 at 170 ms with 20,000 offered to one process on
+    # a 2-core VM (~5,800 admitted there); 0.2 admitted ~12,600 at p99
+    # 340 ms (docs/PERFORMANCE.md, Overload).
+    fanout_budget: float = 0.1
     loop_lag_budget: float = 0.0
     # Keep long-lived objects out of the garbage collector's full collections
     # (live/stalls.py); false gives the interpreter's defaults back.

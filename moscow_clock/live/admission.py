@@ -59,7 +59,7 @@ class Budget:
     the last client's tick leaves that long after the second), and no stall
     of the event loop lasts longer than `loop_lag_s` (0: not checked)."""
 
-    fanout_s: float = 0.2
+    fanout_s: float = 0.1
     loop_lag_s: float = 0.0
 
 
