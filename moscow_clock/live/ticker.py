@@ -37,7 +37,7 @@ FANOUT_CHUNK = 256
 # yield waits out one round of the event loop, and under a storm of
 # connections a round is everything that is ready: measured at 20,000
 # offered clients, ~80 ms a round, so a fan-out to 10,000 (40 yields) took
-# ~3 s, every tick was late and the pages' silence watchdogs dropped the
+# 1.3-3 s, every tick was late and the pages' silence watchdogs dropped the
 # admitted clients too (docs/PERFORMANCE.md, Overload). Past this budget
 # sync replies wait for the rest of the fan-out (at most its CPU, ~0.1 s at
 # 10,000 clients), which they only do while the process is that busy.
