@@ -4,8 +4,8 @@ python -m bench.plot bench/results.json docs/performance.png
     tick lateness and memory against clients
 python -m bench.plot --seconds results.json docs/stalls.png [SERVER=LABEL ...]
     per-second p99 lateness over the window, one line per server (its median run)
-python -m bench.plot --overload results.json docs/overload.png
-    offered against admitted clients, and the admitted clients' p99
+python -m bench.plot --overload results.json docs/overload.png [SERVER=LABEL ...]
+    offered against admitted clients, and the admitted clients' p99, per server
 """
 
 from __future__ import annotations
@@ -65,30 +65,44 @@ def per_second(results: Path, out: Path, labels: dict[str, str]) -> None:
     print(f"wrote {out}")
 
 
-def overload(results: Path, out: Path) -> None:
-    runs = [r for r in json.loads(results.read_text()) if r["server"] == "moscow_clock"]
-    by_offered: dict[int, list[dict[str, Any]]] = defaultdict(list)
+def overload(results: Path, out: Path, labels: dict[str, str]) -> None:
+    """One line per server in `labels` (all moscow_clock servers if none)."""
+    runs = json.loads(results.read_text())
+    by_server: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        by_offered[run["clients"]].append(run)
-    offered = sorted(by_offered)
-    admitted = [statistics.median(r["connected"] for r in by_offered[n]) for n in offered]
-    p99 = [statistics.median(r["late_p99"] for r in by_offered[n]) for n in offered]
-    worst = [statistics.median(r["worst_sec_p99"] for r in by_offered[n]) for n in offered]
+        if run["server"] in labels or (not labels and run["server"] != "reference"):
+            by_server[run["server"]][run["clients"]].append(run)
     fig, (count, late) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    count.plot(offered, offered, linestyle=":", color="grey", label="offered")
-    count.plot(offered, admitted, marker="o", label="admitted")
+    everything = sorted({n for by_offered in by_server.values() for n in by_offered})
+    count.plot(everything, everything, linestyle=":", color="grey", label="offered")
+    for server, by_offered in by_server.items():
+        label = labels.get(server, server)
+        offered = sorted(by_offered)
+        admitted = [statistics.median(r["connected"] for r in by_offered[n]) for n in offered]
+        # A run where the admitted got no tick at all has no lateness: drawn at the top.
+        p99 = [statistics.median(r["late_p99"] for r in by_offered[n]) for n in offered]
+        worst = [statistics.median(r["worst_sec_p99"] for r in by_offered[n]) for n in offered]
+        line = count.plot(offered, admitted, marker="o", label=f"{label}: admitted")[0]
+        late.plot(offered, p99, marker="o", color=line.get_color(), label=f"{label}: p99")
+        late.plot(
+            offered,
+            worst,
+            marker=".",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{label}: worst second's p99",
+        )
     count.set(xlabel="clients offered", ylabel="clients", title="Admitted against offered")
-    late.plot(offered, p99, marker="o", label="admitted clients' p99")
-    late.plot(offered, worst, marker=".", linestyle="--", label="worst second's p99")
     late.axhline(250, color="grey", linewidth=0.8, linestyle=":")
     late.set(
         xlabel="clients offered", ylabel="tick lateness (ms)", title="Lateness of the admitted"
     )
+    late.set_yscale("log")
     for axes in (count, late):
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        axes.set_ylim(0, None)
-    fig.suptitle("Overload: one process, FANOUT_BUDGET=0.2 s, refused pages retry", fontsize=10)
+        axes.legend(fontsize=7)
+    count.set_ylim(0, None)
+    fig.suptitle("Overload: one process, one core; refused pages retry", fontsize=10)
     fig.tight_layout()
     fig.savefig(out)
     print(f"wrote {out}")
@@ -134,6 +148,7 @@ if __name__ == "__main__":
         per_second(Path(sys.argv[2]), Path(sys.argv[3]),
                    dict(a.split("=", 1) for a in sys.argv[4:]))  # fmt: skip
     elif sys.argv[1] == "--overload":
-        overload(Path(sys.argv[2]), Path(sys.argv[3]))
+        overload(Path(sys.argv[2]), Path(sys.argv[3]),
+                 dict(a.split("=", 1) for a in sys.argv[4:]))  # fmt: skip
     else:
         main(Path(sys.argv[1]), Path(sys.argv[2]))

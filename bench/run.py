@@ -19,7 +19,8 @@ client's share of the window's ticks, tick lateness (kernel arrival minus the
 tick's epoch_ms) p50/p90/p99/max pooled over the window and the worst and
 median of the per-second p99s, sync round trip p50/p99 under load, server
 CPU % and RSS (total and per connection, above the idle process), the load
-generators' own CPU, and the load average before and after.
+generators' own CPU, the server core's steal time and other load over the
+window (host noise), and the load average before and after.
 
 Cost: a run takes ramp (clients / --rate) + --settle + --seconds + ~5 s;
 the default (3 client counts x 3 servers x 1 run x 60 s) about 11 minutes.
@@ -81,6 +82,11 @@ class Result:
     fanout_mean_ms: float = float("nan")  # from the server's /metrics, when it has them
     lag_over_100ms: float = float("nan")  # loop-lag samples (every 50 ms) over 100 ms
     gc_over_50ms: float = float("nan")  # collections that took over 50 ms
+    # The server's core(s) over the window: % of their time the hypervisor
+    # ran something else (steal), and % busy with anything but the server
+    # (other processes, interrupts): the host noise behind a bad second.
+    steal_pct: float = float("nan")
+    other_pct: float = float("nan")
     load_before: str = ""
     load_after: str = ""
     seconds: int = 0
@@ -176,6 +182,21 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime + stime
     return total / CLK_TCK
+
+
+def core_seconds(cores: str) -> tuple[float, float, float]:
+    """(busy, steal, all) seconds of these cores since boot, from /proc/stat."""
+    wanted = {f"cpu{core}" for core in cores.split(",")}
+    busy = steal = everything = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name in wanted:
+            user, nice, system, idle, iowait, irq, softirq, stolen = map(int, fields[:8])
+            busy += user + nice + system + irq + softirq
+            steal += stolen
+            everything += user + nice + system + idle + iowait + irq + softirq + stolen
+    tick = os.sysconf("SC_CLK_TCK")
+    return busy / tick, steal / tick, everything / tick
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -306,11 +327,20 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         time.sleep(ramp)
         pids = process_tree(process.pid)
         cpu_start, wall_start = cpu_seconds(pids), time.monotonic()
+        cores_start = core_seconds(server_cores)
         metrics_start = scrape(port)
         time.sleep(args.seconds / 2)
         rss = rss_bytes(process_tree(process.pid))
         time.sleep(max(0.0, args.seconds - (time.monotonic() - wall_start) - 0.2))
         cpu = (cpu_seconds(process_tree(process.pid)) - cpu_start) / (time.monotonic() - wall_start)
+        busy, stolen, everything = (
+            end - start for end, start in zip(core_seconds(server_cores), cores_start, strict=True)
+        )
+        cores = len(server_cores.split(","))
+        host = {
+            "steal_pct": 100 * stolen / everything if everything else float("nan"),
+            "other_pct": max(0.0, 100 * (busy / everything * cores - cpu)) if everything else 0.0,
+        }
         stalls = stall_figures(metrics_start, scrape(port))
         reports = []
         for generator in generators:
@@ -356,6 +386,7 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         kb_per_conn=(rss - rss_idle) / 1e3 / max(connected, 1),
         loadgen_cpu_pct=100 * sum(r["cpu_s"] for r in reports) / wall,
         **stalls,
+        **host,
         load_before=load_before,
         load_after=loadavg(),
         seconds=int(args.seconds),
@@ -388,7 +419,7 @@ HEADER = (
     f"{'server':<13}{'W':>2}{'clients':>8}{'conn':>7}{'drop':>5}{'tick/s':>7}{'worst':>7}"
     f"{'p50':>7}{'p90':>7}{'p99':>7}{'max':>7}{'wsp99':>7}{'msp99':>7}{'rtt50':>7}{'rtt99':>7}"
     f"{'cpu%':>6}{'rss MB':>8}{'KB/conn':>8}{'gen%':>6}{'fanout':>7}{'lag>.1':>7}{'gc>.05':>7}"
-    f"  {'x ref p99':>9}{'x ref wsp99':>12}  load"
+    f"{'steal%':>7}{'other%':>7}  {'x ref p99':>9}{'x ref wsp99':>12}  load"
 )
 
 
@@ -404,7 +435,8 @@ def row(r: Result, ref: Result | None = None) -> str:
         f"{r.late_p90:>7.0f}{r.late_p99:>7.0f}{r.late_max:>7.0f}{r.worst_sec_p99:>7.0f}"
         f"{r.median_sec_p99:>7.0f}{r.rtt_p50:>7.1f}{r.rtt_p99:>7.1f}{r.cpu_pct:>6.0f}"
         f"{r.rss_mb:>8.1f}{r.kb_per_conn:>8.1f}{r.loadgen_cpu_pct:>6.0f}"
-        f"{r.fanout_mean_ms:>7.0f}{r.lag_over_100ms:>7.0f}{r.gc_over_50ms:>7.0f}  {ratios}"
+        f"{r.fanout_mean_ms:>7.0f}{r.lag_over_100ms:>7.0f}{r.gc_over_50ms:>7.0f}"
+        f"{r.steal_pct:>7.1f}{r.other_pct:>7.1f}  {ratios}"
         f"  {r.load_before} -> {r.load_after}"
     )
 
