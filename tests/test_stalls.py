@@ -242,20 +242,25 @@ def test_policy_freezes_survivors_and_a_sweep_finds_garbage_among_them() -> None
         gc.unfreeze()
 
 
-async def test_policy_freezes_after_each_collection_of_the_young_generations() -> None:
+async def test_policy_freezes_what_survives_each_collection() -> None:
+    """So the next collection walks only what was made since: a connection's
+    re-armed read (coroutine, future, timer) is not walked again and again."""
     policy = GcPolicy(sweep_every=3600)
     task = asyncio.create_task(policy.run())
     try:
         await asyncio.sleep(0)  # started: frozen once, hooked in
         assert policy.after_collection in gc.callbacks
-        gc.collect(0)
-        await asyncio.sleep(0)
-        assert policy.freezes == 0  # generation 0 alone: not yet long-lived
         survivor = Node()
-        gc.collect(1)
+        frozen = gc.get_freeze_count()
+        gc.collect(0)
         await asyncio.sleep(0)  # the freeze runs on the loop, outside the collector
         assert policy.freezes == 1
+        assert gc.get_freeze_count() > frozen  # the survivor among them
         assert gc.is_tracked(survivor)
+        assert not any(o is survivor for o in gc.get_objects())  # frozen: walked by none
+        gc.collect(1)
+        await asyncio.sleep(0)
+        assert policy.freezes == 2
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -5,12 +5,16 @@ websocket (Hypercorn's and asyncio's per-connection machinery), so at 10,000
 clients one stopped the whole process for 0.2-1 s whenever enough had
 changed, and every client's tick was late by as much (docs/PERFORMANCE.md).
 
-Here whatever survives a collection of the young generations (0 and 1) is
-moved out of the collector's sight with `gc.freeze()` right after it. The
-young generations are collected as usual, and a full collection only walks
-what survived since the last one of those (first tried: freezing once a
-second; during a reconnect storm a second brings 200,000 new objects and the
-full collections over them took 0.3-1.6 s). Frozen
+Here whatever survives any collection is moved out of the collector's sight
+with `gc.freeze()` right after it, so each collection walks only what was
+made since the one before (~2,000 objects, a few ms). First tried: freezing
+once a second (during a reconnect storm a second brings 200,000 new objects
+and the full collections over them took 0.3-1.6 s), then after each
+generation-1 collection: every connection re-arms its pending read (a
+coroutine, a future, a timer, ~20 objects) whenever data arrives, so the
+~12 s between generation-1 collections left ~20 live objects per client to
+walk: 60,000 at 3,000 clients, 45-61 ms of CPU per collection in the soak
+(docs/PERFORMANCE.md). Frozen
 objects are still freed by reference counting the moment they are dropped;
 what the collector no longer finds is cyclic garbage among them, which is why
 `hypercorn/tcp.py` breaks the one cycle a finished connection left behind (with it
@@ -37,7 +41,7 @@ SWEEP_EVERY_S = 3600.0
 
 
 class GcPolicy:
-    """Freeze what survives the young generations; sweep everything rarely."""
+    """Freeze what survives each collection; sweep everything rarely."""
 
     def __init__(self, *, sweep_every: float = SWEEP_EVERY_S) -> None:
         self.sweep_every = sweep_every
@@ -53,9 +57,9 @@ class GcPolicy:
         gc.freeze()
 
     def after_collection(self, phase: str, info: dict[str, Any]) -> None:
-        """A `gc.callbacks` hook: once generation 1 has been collected, what
-        survived it is long-lived; freeze it (soon, outside the collector)."""
-        if phase != "stop" or info.get("generation", 0) < 1 or self._freeze_due:
+        """A `gc.callbacks` hook: what survived a collection is out of the
+        next one's way; freeze it (soon, outside the collector)."""
+        if phase != "stop" or self._freeze_due:
             return
         if self._loop is not None and not self._loop.is_closed():
             self._freeze_due = True
