@@ -12,6 +12,7 @@ import logging
 import socket
 import struct
 import time
+from collections import deque
 from contextlib import suppress
 from contextvars import ContextVar
 from ssl import SSLError
@@ -24,6 +25,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.typing import AppWrapper, LifespanState
 
 from ...core.ratelimit import Every
+from . import guard
 from .options import ServerConfig, options_of
 from .shed import RefuseUpgrade, refusal, upgrade_path
 
@@ -71,6 +73,13 @@ class TCPServer(tcp_server.TCPServer):
        protocol as that read. Hypercorn's idle timeout and shutdown apply
        as before (the protocol and its idle task exist by then). (No
        upstream hook.)
+    7. **Less held per connection** (memory; no upstream issue): the read
+       loop (`_read_data`, replaced: the same loop) bounds each read with
+       `asyncio.timeout` instead of `asyncio.wait_for`, which is that plus
+       one more coroutine frame alive for the connection's lifetime; and the
+       stream protocol's drain waiters are a list, not a deque that allocates
+       760 bytes up front for the one waiter there ever is (`__init__`,
+       skipped unless `guard.holds("asyncio.streams")`).
     """
 
     def __init__(
@@ -88,6 +97,10 @@ class TCPServer(tcp_server.TCPServer):
         self.connections = config.connections if isinstance(config, ServerConfig) else None
         self.aborted = False
         self.busy = False  # bytes arrived since the last response (h11.py says)
+        protocol = getattr(writer, "_protocol", None)
+        waiters = getattr(protocol, "_drain_waiters", None)
+        if type(waiters) is deque and not waiters and guard.holds("asyncio.streams"):
+            protocol._drain_waiters = []  # type: ignore[union-attr]  # (change 7)
 
     async def run(self) -> None:
         self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -113,8 +126,18 @@ class TCPServer(tcp_server.TCPServer):
 
     async def _read_data(self) -> None:
         refuse = self.options.refuse_upgrade
-        if refuse is None or not await self._shed_first(refuse):
-            await super()._read_data()
+        if refuse is not None and await self._shed_first(refuse):
+            return
+        # Hypercorn's loop, each read bounded by asyncio.timeout (change 7).
+        reader, timeout = self.reader, self.config.read_timeout
+        while not reader.at_eof():
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await reader.read(tcp_server.MAX_RECV)
+            except (ConnectionError, OSError, TimeoutError, SSLError):
+                break
+            await self.protocol.handle(RawData(data))
+        await self.protocol.handle(Closed())
 
     async def _shed_first(self, refuse: RefuseUpgrade) -> bool:
         """Hypercorn's first read, looked at before its protocol sees it: a
