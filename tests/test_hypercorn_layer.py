@@ -737,3 +737,31 @@ async def test_an_app_that_raises_is_logged_and_the_stream_hears_it_returned() -
     send.assert_awaited_once_with(None)
     assert isinstance(inbox, AppInbox)
     assert inbox.closed
+
+
+async def test_reads_share_one_deadline_timer_that_moves_only_when_it_fires() -> None:
+    """Not a timer per read (each left in the loop's heap once cancelled)."""
+    reader = asyncio.StreamReader()
+    made = config()
+    made.read_timeout = 3600  # type: ignore[assignment]
+    server = TCPServer(
+        AsyncMock(), asyncio.get_running_loop(), made, WorkerContext(None), {}, reader, Mock()
+    )
+    server.protocol = AsyncMock()
+    reading = asyncio.get_running_loop().create_task(server._read_data())
+    await settle()
+    timer = server._read_deadline
+    assert timer is not None
+    for _ in range(5):
+        reader.feed_data(b"x")
+        await settle()
+    assert server._read_deadline is timer
+    assert not timer.cancelled()
+    timer.cancel()
+    server._read_overdue()  # it fires early (the read has not been blocked an hour): it moves
+    assert server._read_deadline is not None
+    assert server._read_deadline is not timer
+    assert not reading.done()
+    reader.feed_eof()
+    await asyncio.wait_for(reading, scaled(1))
+    assert server._read_deadline is None  # cancelled with the connection's end
