@@ -468,11 +468,24 @@ async def test_inbox_is_fifo_and_bounded() -> None:
 
 async def test_a_reader_waits_for_the_next_message() -> None:
     inbox = AppInbox(maxsize=2)
-    reader = asyncio.create_task(inbox.get())
+    reader = asyncio.ensure_future(inbox.get())  # (an awaitable: ASGI asks no more)
     await asyncio.sleep(0)
     assert not reader.done()
     await inbox.put("hello")
     assert await asyncio.wait_for(reader, scaled(1)) == "hello"
+
+
+async def test_a_reader_cancelled_while_waiting_loses_nothing() -> None:
+    inbox = AppInbox(maxsize=2)
+    waiting = inbox.get()
+    waiting.cancel()  # its task was cancelled while it waited
+    await inbox.put("kept")
+    assert await inbox.get() == "kept"
+    pending = inbox.get()
+    inbox.finish({"type": "websocket.disconnect"})
+    assert await asyncio.wait_for(pending, scaled(1)) == {"type": "websocket.disconnect"}
+    await inbox.put("after the end")
+    assert inbox._items == []
 
 
 async def test_closing_releases_a_blocked_writer_and_drops_the_rest() -> None:

@@ -43,7 +43,7 @@ class AppInbox:
         self._items: list[Any] = []
         self._maxsize = max(1, maxsize)
         self._loop = asyncio.get_running_loop()
-        self._getter: asyncio.Future[None] | None = None
+        self._getter: asyncio.Future[Any] | None = None  # resolves to the next message
         self._putter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -51,16 +51,17 @@ class AppInbox:
     def closed(self) -> bool:
         return self._closed
 
-    async def get(self) -> Any:
-        while not self._items:
-            self._getter = self._loop.create_future()
-            try:
-                await self._getter
-            finally:
-                self._getter = None
-        item = self._items.pop(0)
-        _wake(self._putter)
-        return item
+    def get(self) -> asyncio.Future[Any]:
+        """The next message, as a future: a plain function, so a websocket's
+        app waiting for its next message (all its life) holds no coroutine
+        frame of this method, only the future."""
+        future = self._loop.create_future()
+        if self._items:
+            future.set_result(self._items.pop(0))
+            _wake(self._putter)
+        else:
+            self._getter = future
+        return future
 
     async def put(self, item: Any) -> None:
         while len(self._items) >= self._maxsize and not self._closed:
@@ -71,8 +72,17 @@ class AppInbox:
                 self._putter = None
         if self._closed:
             return  # the app has returned or heard the end: nobody will read it
-        self._items.append(item)
-        _wake(self._getter)
+        if not self._hand_over(item):
+            self._items.append(item)
+
+    def _hand_over(self, item: Any) -> bool:
+        """Give `item` straight to a reader waiting for it (False: none is;
+        a reader cancelled while waiting is none)."""
+        getter, self._getter = self._getter, None
+        if getter is None or getter.done():
+            return False
+        getter.set_result(item)
+        return True
 
     __call__ = put  # the stream's `app_put`
 
@@ -81,9 +91,10 @@ class AppInbox:
         (the disconnect) and nothing after it."""
         if self._closed:
             return
-        self._items[:] = [last]
+        self._items.clear()
+        if not self._hand_over(last):
+            self._items.append(last)
         self._closed = True
-        _wake(self._getter)
         _wake(self._putter)
 
     def close(self) -> None:
