@@ -12,14 +12,18 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections import deque
 from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, Mock
 
+import h11
 import pytest
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Closed, RawData
+from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
 from hypercorn.typing import ConnectionState as ConnectionState_
 from wsproto.connection import ConnectionState
@@ -28,6 +32,7 @@ from moscow_clock.core.budget import Budget, Limits
 from moscow_clock.core.wire import FRAME, PREFRAMED, ends_with_client_close, text_frame
 from moscow_clock.server import pinger
 from moscow_clock.server.hypercorn import guard
+from moscow_clock.server.hypercorn.h11 import H11Protocol, H11WSConnection, LazyEvent
 from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
 from moscow_clock.server.hypercorn.listen import ACCEPTS_PER_ROUND, ListeningSocket
 from moscow_clock.server.hypercorn.options import Options, ServerConfig
@@ -463,11 +468,24 @@ async def test_inbox_is_fifo_and_bounded() -> None:
 
 async def test_a_reader_waits_for_the_next_message() -> None:
     inbox = AppInbox(maxsize=2)
-    reader = asyncio.create_task(inbox.get())
+    reader = asyncio.ensure_future(inbox.get())  # (an awaitable: ASGI asks no more)
     await asyncio.sleep(0)
     assert not reader.done()
     await inbox.put("hello")
     assert await asyncio.wait_for(reader, scaled(1)) == "hello"
+
+
+async def test_a_reader_cancelled_while_waiting_loses_nothing() -> None:
+    inbox = AppInbox(maxsize=2)
+    waiting = inbox.get()
+    waiting.cancel()  # its task was cancelled while it waited
+    await inbox.put("kept")
+    assert await inbox.get() == "kept"
+    pending = inbox.get()
+    inbox.finish({"type": "websocket.disconnect"})
+    assert await asyncio.wait_for(pending, scaled(1)) == {"type": "websocket.disconnect"}
+    await inbox.put("after the end")
+    assert inbox._items == []
 
 
 async def test_closing_releases_a_blocked_writer_and_drops_the_rest() -> None:
@@ -619,3 +637,144 @@ def test_asyncio_takes_a_few_connections_a_round_from_a_long_kernel_queue() -> N
         for client in clients:
             client.close()
         listener.close()
+
+
+# --- what a websocket holds (memory per connection) --------------------------------
+
+
+async def test_after_the_upgrade_the_connection_holds_no_h11_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through H11Protocol as Hypercorn builds it: once the 101 is out, h11
+    can send nothing and parses nothing, so none of it is kept (a send after
+    it fails as h11's own would); no asyncio.Event for `can_read`; wsproto's
+    event queue and the app call hold no deque or closures."""
+    monkeypatch.setattr(hypercorn_h11, "WSStream", WSStream)
+    monkeypatch.setattr(hypercorn_h11, "H11WSConnection", H11WSConnection)
+    sent: list[Any] = []
+    accepted = asyncio.Event()
+
+    async def send(event: Any) -> None:
+        sent.append(event)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        protocol = H11Protocol(
+            ASGIWrapper(app),  # type: ignore[arg-type]
+            config(),
+            WorkerContext(None),
+            group,
+            ConnectionState_({}),
+            False,
+            None,
+            None,
+            send,
+        )
+        assert isinstance(protocol.can_read, LazyEvent)
+        request = UPGRADE.replace(
+            b"Sec-WebSocket-Key: x", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        )
+        await protocol.handle(RawData(request))
+        await asyncio.wait_for(accepted.wait(), scaled(2))
+        (response,) = [event.data for event in sent if isinstance(event, RawData)]
+        assert response.startswith(b"HTTP/1.1 101 ")
+        connection = protocol.connection
+        assert isinstance(connection, H11WSConnection)
+        assert connection.h11_connection is None
+        with pytest.raises(h11.LocalProtocolError):
+            connection.send(h11.Response(status_code=200, headers=[]))
+        stream = protocol.stream
+        assert isinstance(stream, WSStream)
+        assert type(stream.connection._events) is not deque
+        assert protocol.can_read._event is None
+        await protocol.handle(RawData(client_frame(0x1, b'{"t":1}')))  # the bytes still pass
+        await protocol.handle(Closed())
+
+
+def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> None:
+    """Each saving is skipped where its fingerprint differs; here, none is."""
+    assert guard.holds("asyncio.streams")
+    assert guard.holds("wsproto.connection")
+    assert not guard.holds("nothing.by.this.name")
+
+
+async def test_the_stream_protocol_drain_waiters_are_a_list() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport = Mock()
+    transport.get_extra_info.return_value = None
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    TCPServer(AsyncMock(), loop, config(), WorkerContext(None), {}, reader, writer)
+    assert type(protocol._drain_waiters) is list  # type: ignore[attr-defined]
+    protocol.pause_writing()
+    drained = loop.create_task(writer.drain())
+    await settle()
+    protocol.resume_writing()
+    await asyncio.wait_for(drained, scaled(1))
+    assert protocol._drain_waiters == []  # type: ignore[attr-defined]
+
+
+async def test_a_silent_connection_is_closed_after_the_read_timeout() -> None:
+    reader = asyncio.StreamReader()
+    made = config()
+    made.read_timeout = 0.05  # type: ignore[assignment]
+    server = TCPServer(
+        AsyncMock(), asyncio.get_running_loop(), made, WorkerContext(None), {}, reader, Mock()
+    )
+    server.protocol = AsyncMock()
+    reader.feed_data(b"GET / HTTP/1.1\r\n")
+    await asyncio.wait_for(server._read_data(), scaled(1))
+    assert server.protocol.handle.await_args_list == [
+        ((RawData(b"GET / HTTP/1.1\r\n"),),),
+        ((Closed(),),),  # nothing more within the read timeout
+    ]
+
+
+async def test_an_app_that_raises_is_logged_and_the_stream_hears_it_returned() -> None:
+    send = AsyncMock()
+    made = config()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        scope: Any = {"type": "websocket", "extensions": {}}
+        inbox = await group.spawn_app(ASGIWrapper(app), made, scope, send)  # type: ignore[arg-type]
+    made._log.exception.assert_awaited_once_with("Error in ASGI Framework")
+    send.assert_awaited_once_with(None)
+    assert isinstance(inbox, AppInbox)
+    assert inbox.closed
+
+
+async def test_reads_share_one_deadline_timer_that_moves_only_when_it_fires() -> None:
+    """Not a timer per read (each left in the loop's heap once cancelled)."""
+    reader = asyncio.StreamReader()
+    made = config()
+    made.read_timeout = 3600  # type: ignore[assignment]
+    server = TCPServer(
+        AsyncMock(), asyncio.get_running_loop(), made, WorkerContext(None), {}, reader, Mock()
+    )
+    server.protocol = AsyncMock()
+    reading = asyncio.get_running_loop().create_task(server._read_data())
+    await settle()
+    timer = server._read_deadline
+    assert timer is not None
+    for _ in range(5):
+        reader.feed_data(b"x")
+        await settle()
+    assert server._read_deadline is timer
+    assert not timer.cancelled()
+    timer.cancel()
+    server._read_overdue()  # it fires early (the read has not been blocked an hour): it moves
+    assert server._read_deadline is not None
+    assert server._read_deadline is not timer
+    assert not reading.done()
+    reader.feed_eof()
+    await asyncio.wait_for(reading, scaled(1))
+    assert server._read_deadline is None  # cancelled with the connection's end

@@ -18,8 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -168,20 +167,21 @@ class Ticker:
         if subscribers:
             self._fanout_s.append(time.monotonic() - started)
 
-    @contextmanager
-    def subscription(self, subscriber: Subscriber) -> Iterator[None]:
+    def subscription(self, subscriber: Subscriber) -> Subscription:
         """Offer `subscriber` every tick from the next whole second on, for the
         duration of the block; refuses newcomers once the ticker is closing."""
+        return Subscription(self, subscriber)
+
+    def _subscribe(self, subscriber: Subscriber) -> None:
         if self._closed:
             raise TickerClosed
         self._subscribers[subscriber] = None
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._subscribers.pop(subscriber, None)
-            if not self._subscribers:
-                self._idle.set()
+
+    def _unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.pop(subscriber, None)
+        if not self._subscribers:
+            self._idle.set()
 
     async def drain(self, timeout: float) -> bool:
         """Tell every client to go away and wait until they have; True if all left."""
@@ -202,3 +202,21 @@ class Ticker:
         spread = reconnect_spread_s(len(self._subscribers))
         for subscriber in list(self._subscribers):
             subscriber.go_away(spread)
+
+
+class Subscription:
+    """A subscriber's time on the ticker, as a `with` block. A plain context
+    manager: a generator-based one keeps its generator frame and wrapper
+    (~0.4 KB) for a websocket's whole life."""
+
+    __slots__ = ("_subscriber", "_ticker")
+
+    def __init__(self, ticker: Ticker, subscriber: Subscriber) -> None:
+        self._ticker = ticker
+        self._subscriber = subscriber
+
+    def __enter__(self) -> None:
+        self._ticker._subscribe(self._subscriber)
+
+    def __exit__(self, *_: object) -> None:
+        self._ticker._unsubscribe(self._subscriber)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..core.asgi import ASGIApp, Receive, Scope, Send
 from ..core.headers import head_size
 from ..core.wire import PREFRAMED
-from ..live.admission import NOT_HERE, Refusal, screen
+from ..live.admission import NOT_HERE, Admitted, Refusal, screen
 from ..live.session import SHUTTING_DOWN, Session
 from ..live.ticker import TickerClosed
 from .headers import with_security_headers
@@ -29,28 +29,18 @@ class WebsocketEndpoint:
         self.app = app
         self.runtime = runtime
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function that returns what to await: no frame of its own
+        # held under every websocket for its whole life (248 bytes each).
         if scope["type"] == "http":
-            await self.app(scope, receive, with_security_headers(send))
-        elif scope["type"] == "websocket" and scope["path"] == WS_PATH:
-            await self.websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+            return self.app(scope, receive, with_security_headers(send))
+        if scope["type"] == "websocket" and scope["path"] == WS_PATH:
+            return self.websocket(scope, receive, send)
+        return self.app(scope, receive, send)
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
-        # The handshake is decided from the scope; the "websocket.connect"
-        # event that follows is skipped by the session.
-        headers = {name: value for name, value in scope["headers"] if name in (b"origin", b"host")}
-        host = _text(headers.get(b"host"))
-        size = head_size(
-            "GET", scope.get("raw_path") or b"", scope["query_string"], scope["headers"]
-        )
-        admission = (
-            (NOT_HERE if on_metrics_listener(scope, runtime.settings) else None)
-            or screen(host, size, runtime.settings.public_origins)
-            or runtime.gate.admit(_text(headers.get(b"origin")), host)
-        )
+        admission = self._admit(scope)
         if isinstance(admission, Refusal):
             runtime.stats.refused[admission.reason] += 1
             await _reject(send, admission.status, admission.message, admission.headers)
@@ -83,6 +73,22 @@ class WebsocketEndpoint:
                     "close_code": code,
                 },
             )
+
+    def _admit(self, scope: Scope) -> Admitted | Refusal:
+        """The handshake is decided from the scope (the "websocket.connect"
+        event that follows is skipped by the session). Its own function, so
+        what it looks at is not held for the websocket's life."""
+        runtime = self.runtime
+        headers = {name: value for name, value in scope["headers"] if name in (b"origin", b"host")}
+        host = _text(headers.get(b"host"))
+        size = head_size(
+            "GET", scope.get("raw_path") or b"", scope["query_string"], scope["headers"]
+        )
+        return (
+            (NOT_HERE if on_metrics_listener(scope, runtime.settings) else None)
+            or screen(host, size, runtime.settings.public_origins)
+            or runtime.gate.admit(_text(headers.get(b"origin")), host)
+        )
 
 
 def shed_upgrades(runtime: Runtime) -> Callable[[str], bool]:

@@ -17,6 +17,7 @@ and widen renovate.json's allowed range to match.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -47,6 +48,7 @@ FINGERPRINTS: Mapping[str, str] = {
     "hypercorn.asyncio.task_group:TaskGroup.spawn_app": "6606faaadfc368e3",
     "hypercorn.asyncio.task_group:TaskGroup.spawn": "7af0b6350dc69bfe",
     "hypercorn.asyncio.task_group:_handle": "e37cfe3db06eb470",
+    "hypercorn.app_wrappers:ASGIWrapper.__call__": "5d03a825739dd4e8",
     # streams.py
     "hypercorn.protocol.ws_stream:WSStream.__init__": "3534d3ebe8f7a1a4",
     "hypercorn.protocol.ws_stream:WSStream.handle": "743209f49012b8c7",
@@ -65,12 +67,31 @@ FINGERPRINTS: Mapping[str, str] = {
     "hypercorn.protocol.h11:H11Protocol.stream_send": "56a36254a368d71a",
     "hypercorn.protocol.h11:H11Protocol._send_error_response": "58c2b47ae295d000",
     "hypercorn.protocol.h11:H11Protocol._maybe_recycle": "3ac53f52bc4e65de",
+    "hypercorn.protocol.h11:H11Protocol.__init__": "c7c989fd6a352626",
+    "hypercorn.protocol.h11:H11WSConnection": "33372cf689429978",
+}
+
+# Internals of Python and wsproto that a memory saving leans on (swapping a
+# deque that allocates 760 bytes up front for a list). Where one differs,
+# that saving is skipped, not the start refused: it changes no behaviour
+# (tests/test_hypercorn_layer.py notices).
+OPTIONAL: Mapping[str, str] = {
+    # tcp.py: the stream protocol's drain waiters
+    "asyncio.streams:FlowControlMixin.__init__": "a49ad305ef96ee00",
+    "asyncio.streams:FlowControlMixin.resume_writing": "de83ae4da74c2231",
+    "asyncio.streams:FlowControlMixin.connection_lost": "8251f6b1e110d757",
+    "asyncio.streams:FlowControlMixin._drain_helper": "567c79b19c953058",
+    # streams.py: wsproto's event queue
+    "wsproto.connection:Connection.__init__": "2aa4c1439d32bd59",
+    "wsproto.connection:Connection.receive_data": "046f0bbb05b365e3",
+    "wsproto.connection:Connection.events": "e4d77be0bfef1af2",
 }
 
 # Which of this layer's modules depends on each (for the message).
 WHERE = {
     "tcp_server": "tcp.py",
     "task_group": "inbox.py",
+    "app_wrappers": "inbox.py",
     "ws_stream": "streams.py",
     "h11": "h11.py",
     "h2": "install.py",
@@ -91,10 +112,19 @@ def fingerprint(target: str) -> str:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
+            if isinstance(obj, type) and obj.__module__.startswith(__package__ or "-"):
+                obj = obj.__mro__[1]  # a name install() rebinds: Hypercorn's class under it
         source = inspect.getsource(obj)
     except (ImportError, AttributeError, OSError, TypeError):
         return "missing"
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def holds(prefix: str) -> bool:
+    """Every `OPTIONAL` fingerprint whose name starts with `prefix` matches."""
+    names = [name for name in OPTIONAL if name.startswith(prefix)]
+    return bool(names) and all(fingerprint(name) == OPTIONAL[name] for name in names)
 
 
 def installed_version() -> str:
@@ -136,6 +166,9 @@ def main() -> int:
     """Print the current fingerprints (for updating FINGERPRINTS)."""
     print(f"WRITTEN_FOR = {installed_version()!r}")
     for name in FINGERPRINTS:
+        print(f'    "{name}": "{fingerprint(name)}",')
+    print("OPTIONAL:")
+    for name in OPTIONAL:
         print(f'    "{name}": "{fingerprint(name)}",')
     return 0
 

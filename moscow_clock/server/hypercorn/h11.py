@@ -8,14 +8,18 @@ Installed by rebinding `hypercorn.protocol.H11Protocol`, the name
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from itertools import chain
 
 import h11
+from hypercorn.config import Config
 from hypercorn.events import Event, RawData
 from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response
+from hypercorn.typing import AppWrapper, ConnectionState, H11SendableEvent, TaskGroup, WorkerContext
 
 from .options import options_of
 from .tcp import current
@@ -37,9 +41,30 @@ class H11Protocol(hypercorn_h11.H11Protocol):
        keeps the connection; no upstream issue.)
     3. **Hypercorn's own 400/431** carry the app's headers (CSP, nosniff)
        (`_send_error_response`, replaced: same response, more headers).
+    4. **No `asyncio.Event` until someone waits** (`__init__`): `can_read`
+       is waited on only when h11 pauses a pipelined request, but Hypercorn's
+       event allocates a 760-byte deque on creation, for every connection and
+       every websocket's lifetime. (Memory per connection; no upstream issue.)
     """
 
     must_close = False  # this request's response ends the connection
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        task_group: TaskGroup,
+        connection_state: ConnectionState,
+        ssl: bool,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        send: Callable[[Event], Awaitable[None]],
+    ) -> None:
+        super().__init__(
+            app, config, context, task_group, connection_state, ssl, client, server, send
+        )
+        self.can_read = LazyEvent()
 
     async def handle(self, event: Event) -> None:
         # For the pending-connection cap: a connection sending a request is
@@ -83,3 +108,54 @@ class H11Protocol(hypercorn_h11.H11Protocol):
             )
         )
         await self._send_h11_event(h11.EndOfMessage())
+
+
+class LazyEvent:
+    """Hypercorn's `EventWrapper` (async `set`/`clear`/`wait`, `is_set`) with
+    the `asyncio.Event` made only when a wait has to block."""
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: asyncio.Event | None = None
+
+    async def clear(self) -> None:
+        self._set = False
+        if self._event is not None:
+            self._event.clear()
+
+    async def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        await self._event.wait()
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class H11WSConnection(hypercorn_h11.H11WSConnection):
+    """What stands in for h11 once a request is a websocket upgrade, without
+    h11 once the 101 is out: from then on h11 can send nothing (its state is
+    SWITCHED_PROTOCOL) and reads nothing (the bytes pass through here), but
+    Hypercorn keeps the whole `h11.Connection` (state machine, receive buffer,
+    the request's parse) for the websocket's lifetime, ~1 KB each. A send
+    after the 101 fails as h11 would fail it. (Memory per connection; no
+    upstream issue. Installed by rebinding `H11WSConnection` in
+    `hypercorn.protocol.h11`, the name `_create_stream` builds it with.)"""
+
+    def send(self, event: H11SendableEvent) -> bytes:
+        spent = self.h11_connection
+        if spent is None:
+            raise h11.LocalProtocolError("the connection has switched to the websocket protocol")
+        data = spent.send(event)
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            self.h11_connection = None  # type: ignore[assignment]
+        return data

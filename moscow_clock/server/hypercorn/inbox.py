@@ -12,9 +12,16 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio import task_group
 from hypercorn.config import Config
-from hypercorn.typing import AppWrapper, ASGIReceiveEvent, ASGISendEvent, Scope
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIFramework,
+    ASGIReceiveEvent,
+    ASGISendEvent,
+    Scope,
+)
 
 from ...core.wire import PREFRAMED
 
@@ -36,7 +43,7 @@ class AppInbox:
         self._items: list[Any] = []
         self._maxsize = max(1, maxsize)
         self._loop = asyncio.get_running_loop()
-        self._getter: asyncio.Future[None] | None = None
+        self._getter: asyncio.Future[Any] | None = None  # resolves to the next message
         self._putter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -44,16 +51,17 @@ class AppInbox:
     def closed(self) -> bool:
         return self._closed
 
-    async def get(self) -> Any:
-        while not self._items:
-            self._getter = self._loop.create_future()
-            try:
-                await self._getter
-            finally:
-                self._getter = None
-        item = self._items.pop(0)
-        _wake(self._putter)
-        return item
+    def get(self) -> asyncio.Future[Any]:
+        """The next message, as a future: a plain function, so a websocket's
+        app waiting for its next message (all its life) holds no coroutine
+        frame of this method, only the future."""
+        future = self._loop.create_future()
+        if self._items:
+            future.set_result(self._items.pop(0))
+            _wake(self._putter)
+        else:
+            self._getter = future
+        return future
 
     async def put(self, item: Any) -> None:
         while len(self._items) >= self._maxsize and not self._closed:
@@ -64,8 +72,17 @@ class AppInbox:
                 self._putter = None
         if self._closed:
             return  # the app has returned or heard the end: nobody will read it
-        self._items.append(item)
-        _wake(self._getter)
+        if not self._hand_over(item):
+            self._items.append(item)
+
+    def _hand_over(self, item: Any) -> bool:
+        """Give `item` straight to a reader waiting for it (False: none is;
+        a reader cancelled while waiting is none)."""
+        getter, self._getter = self._getter, None
+        if getter is None or getter.done():
+            return False
+        getter.set_result(item)
+        return True
 
     __call__ = put  # the stream's `app_put`
 
@@ -74,9 +91,10 @@ class AppInbox:
         (the disconnect) and nothing after it."""
         if self._closed:
             return
-        self._items[:] = [last]
+        self._items.clear()
+        if not self._hand_over(last):
+            self._items.append(last)
         self._closed = True
-        _wake(self._getter)
         _wake(self._putter)
 
     def close(self) -> None:
@@ -90,10 +108,48 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
+class AppCall:
+    """One ASGI app call: Hypercorn's `_handle` with the app's `send` and
+    its end as methods of one small object, instead of three closures, their
+    cells and a `partial` per connection (~1.1 KB); and the app called
+    directly rather than through Hypercorn's `ASGIWrapper`, whose coroutine
+    frame would sit under every websocket for its lifetime. The same
+    behaviour as `_handle`: an exception is logged, and the stream always
+    hears that the app has returned (`send(None)`), then the inbox closes."""
+
+    __slots__ = ("_inbox", "_send")
+
+    def __init__(
+        self, inbox: AppInbox, send: Callable[[ASGISendEvent | None], Awaitable[None]]
+    ) -> None:
+        self._inbox = inbox
+        self._send = send
+
+    def send(self, message: ASGISendEvent | None) -> Awaitable[None]:
+        # None: the app has returned. Anything else passes straight through.
+        return self._end() if message is None else self._send(message)
+
+    async def _end(self) -> None:
+        try:
+            await self._send(None)
+        finally:
+            self._inbox.close()
+
+    async def run(self, app: ASGIFramework, config: Config, scope: Scope) -> None:
+        try:
+            await app(scope, self._inbox.get, self.send)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            await config.log.exception("Error in ASGI Framework")
+        finally:
+            await self._end()
+
+
 class TaskGroup(task_group.TaskGroup):
     """Hypercorn's task group; its `spawn_app` is replaced (it does not call
-    `super()`: the queue it makes is the thing to avoid). It runs the app with
-    Hypercorn's own `_handle`, as the original does, and:
+    `super()`: the queue it makes is the thing to avoid). It runs the app as
+    Hypercorn's own `_handle` does (see `AppCall`), and:
 
     - hands the app an `AppInbox` instead of an `asyncio.Queue`;
     - advertises pre-framed sends (core/wire.py) on websocket scopes, which
@@ -110,24 +166,19 @@ class TaskGroup(task_group.TaskGroup):
         inbox = AppInbox(config.max_app_queue_size)
         if scope["type"] == "websocket":
             scope["extensions"][PREFRAMED] = {}
+        call = AppCall(inbox, send)
+        if isinstance(app, ASGIWrapper):
+            self.spawn(call.run, app.app, config, scope)
+            return inbox
 
-        async def end(message: None) -> None:
-            try:
-                await send(message)
-            finally:
-                inbox.close()
-
-        def send_then_end(message: ASGISendEvent | None) -> Awaitable[None]:
-            # None: the app has returned. Anything else passes straight through.
-            return end(message) if message is None else send(message)
-
+        # Any other app (Hypercorn's WSGI wrapper): Hypercorn's own `_handle`.
         loop = self._loop
 
         def call_soon(func: Callable[..., Any], *args: Any) -> Any:
             return asyncio.run_coroutine_threadsafe(func(*args), loop).result()
 
         self.spawn(
-            task_group._handle, app, config, scope, inbox.get, send_then_end,
+            task_group._handle, app, config, scope, inbox.get, call.send,
             partial(loop.run_in_executor, None), call_soon,
         )  # fmt: skip
         return inbox

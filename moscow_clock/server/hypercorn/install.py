@@ -1,4 +1,4 @@
-"""Put the subclasses where Hypercorn builds its objects: five module names.
+"""Put the subclasses where Hypercorn builds its objects: six module names.
 
 Nothing is patched: each subclass calls `super()` (or, where it replaces a
 method, says so and why), and Hypercorn constructs it because the name it
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 from . import guard
-from .h11 import H11Protocol
+from .h11 import H11Protocol, H11WSConnection
 from .inbox import TaskGroup
 from .streams import WSStream
 from .tcp import TCPServer
@@ -22,6 +22,7 @@ REBIND: dict[tuple[str, str], type] = {
     ("hypercorn.asyncio.run", "TCPServer"): TCPServer,  # worker_serve's connections
     ("hypercorn.asyncio.tcp_server", "TaskGroup"): TaskGroup,  # TCPServer.run's task group
     ("hypercorn.protocol", "H11Protocol"): H11Protocol,  # ProtocolWrapper's HTTP/1.1
+    ("hypercorn.protocol.h11", "H11WSConnection"): H11WSConnection,  # _create_stream's upgrade
     ("hypercorn.protocol.h11", "WSStream"): WSStream,  # H11Protocol._create_stream
     ("hypercorn.protocol.h2", "WSStream"): WSStream,  # H2Protocol._create_stream (HTTP2=true)
 }

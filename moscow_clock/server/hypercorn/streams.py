@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any, cast
 
@@ -30,6 +31,7 @@ from wsproto.handshake import WEBSOCKET_VERSION
 from ...core.budget import TOO_SLOW, Budget
 from ...core.wire import CLIENT_CLOSE_FRAME_MAX, FRAME, ends_with_client_close
 from .. import pinger
+from . import guard
 from .inbox import AppInbox
 from .options import options_of
 from .tcp import TCPServer, current
@@ -78,6 +80,10 @@ class WSStream(ws_stream.WSStream):
        bare 400. (No upstream issue.)
     6. Accepted websockets are handed to the process's pinger (`pinger.py`)
        instead of a ping task each (Hypercorn's is off in the config).
+    7. **wsproto's event queue is a list** (`_accept`): a deque allocates
+       760 bytes up front, for a queue that only ever holds the one event of
+       a connection lost. (Memory per connection; skipped unless
+       `guard.holds("wsproto.connection")`.)
     """
 
     def __init__(
@@ -287,6 +293,7 @@ class WSStream(ws_stream.WSStream):
     async def _accept(self, message: WebsocketAcceptEvent) -> None:
         self.handshake.extensions = None  # change 4: no offer is seen, none agreed
         await super()._accept(message)
+        _lighten(self.connection)  # change 7
         self.budget = Budget(self.options.limits, time.monotonic())
         if self.tcp is not None:
             self.tcp.upgraded()
@@ -334,6 +341,22 @@ def _with(
     """`headers` plus those of `extra` it does not set itself."""
     present = {name.lower() for name, _ in headers}
     return headers + [(name, value) for name, value in extra if name not in present]
+
+
+class _Events(list[Any]):
+    """The part of a deque wsproto's `Connection` uses on its `_events`."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+
+def _lighten(connection: object) -> None:
+    """wsproto's event deque, as a list (change 7)."""
+    events = getattr(connection, "_events", None)
+    if type(events) is deque and guard.holds("wsproto.connection"):
+        connection._events = _Events(events)  # type: ignore[attr-defined]
 
 
 def _end_parser_cycle(connection: object) -> None:

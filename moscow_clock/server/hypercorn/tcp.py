@@ -12,6 +12,7 @@ import logging
 import socket
 import struct
 import time
+from collections import deque
 from contextlib import suppress
 from contextvars import ContextVar
 from ssl import SSLError
@@ -24,6 +25,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.typing import AppWrapper, LifespanState
 
 from ...core.ratelimit import Every
+from . import guard
 from .options import ServerConfig, options_of
 from .shed import RefuseUpgrade, refusal, upgrade_path
 
@@ -71,6 +73,15 @@ class TCPServer(tcp_server.TCPServer):
        protocol as that read. Hypercorn's idle timeout and shutdown apply
        as before (the protocol and its idle task exist by then). (No
        upstream hook.)
+    7. **Less held per connection** (memory; no upstream issue): the read
+       loop (`_read_data`, replaced: the same loop) bounds each read by one
+       timer per connection that moves only when it fires
+       (`_read_overdue`), not by `asyncio.wait_for` around every read (its
+       coroutine frame alive for the connection's lifetime, and a timeout,
+       a timer handle and a context per read); and the
+       stream protocol's drain waiters are a list, not a deque that allocates
+       760 bytes up front for the one waiter there ever is (`__init__`,
+       skipped unless `guard.holds("asyncio.streams")`).
     """
 
     def __init__(
@@ -88,6 +99,12 @@ class TCPServer(tcp_server.TCPServer):
         self.connections = config.connections if isinstance(config, ServerConfig) else None
         self.aborted = False
         self.busy = False  # bytes arrived since the last response (h11.py says)
+        self._reading_since: float | None = None  # a read is blocked since then
+        self._read_deadline: asyncio.TimerHandle | None = None  # (change 7)
+        protocol = getattr(writer, "_protocol", None)
+        waiters = getattr(protocol, "_drain_waiters", None)
+        if type(waiters) is deque and not waiters and guard.holds("asyncio.streams"):
+            protocol._drain_waiters = []  # type: ignore[union-attr]  # (change 7)
 
     async def run(self) -> None:
         self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -113,8 +130,48 @@ class TCPServer(tcp_server.TCPServer):
 
     async def _read_data(self) -> None:
         refuse = self.options.refuse_upgrade
-        if refuse is None or not await self._shed_first(refuse):
-            await super()._read_data()
+        if refuse is not None and await self._shed_first(refuse):
+            return
+        # Hypercorn's loop; a read blocked `read_timeout` fails with
+        # TimeoutError, as under Hypercorn's `wait_for` (change 7).
+        reader, loop, timeout = self.reader, self.loop, self.config.read_timeout
+        try:
+            while not reader.at_eof():
+                self._reading_since = loop.time()
+                if timeout is not None and self._read_deadline is None:
+                    self._read_deadline = loop.call_at(
+                        self._reading_since + timeout, self._read_overdue
+                    )
+                try:
+                    data = await reader.read(tcp_server.MAX_RECV)
+                except (ConnectionError, OSError, TimeoutError, SSLError):
+                    break
+                finally:
+                    self._reading_since = None
+                await self.protocol.handle(RawData(data))
+        finally:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
+        await self.protocol.handle(Closed())
+
+    def _read_overdue(self) -> None:
+        """The read deadline's timer: armed once and moved only when it
+        fires, not set and cancelled around every read (a `Timeout`, a timer
+        handle and a context per read, and cancelled handles piling up in
+        the loop's heap until it purges them)."""
+        self._read_deadline = None
+        since, timeout = self._reading_since, self.config.read_timeout
+        if timeout is None:
+            return
+        now = self.loop.time()
+        if since is None or now < since + timeout:
+            # Not reading now, or not for long enough: look again when the
+            # current read (or the next one, at the soonest) could be overdue.
+            due = (now if since is None else since) + timeout
+            self._read_deadline = self.loop.call_at(due, self._read_overdue)
+        else:
+            self.reader.set_exception(TimeoutError())  # the blocked read fails
 
     async def _shed_first(self, refuse: RefuseUpgrade) -> bool:
         """Hypercorn's first read, looked at before its protocol sees it: a
