@@ -24,7 +24,16 @@ import sys
 import time
 from contextlib import suppress
 
-from bench.run import CLK_TCK, free_port, loadavg, machine, raise_open_files, scrape, wait_ready
+from bench.run import (
+    CLK_TCK,
+    free_port,
+    loadavg,
+    machine,
+    raise_open_files,
+    scrape,
+    server_env,
+    wait_ready,
+)
 from tests.support.rawws import HANDSHAKE, open_raw
 
 
@@ -81,15 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_open_files()
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "ACCESS_LOG": "false",
-        "LOG_LEVEL": "warning",
-        "FANOUT_BUDGET": "0.00000001",
-        "LOOP_LAG_BUDGET": "0",
-    }
+    env = server_env(port, HOST="127.0.0.1", FANOUT_BUDGET="0.00000001", LOOP_LAG_BUDGET="0")
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "moscow_clock"],
         env=env,

@@ -261,19 +261,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_env(port: int, *settings: dict[str, str], **more: str) -> dict[str, str]:
+    """A benchmarked server's environment: this one's, its port, quiet logs,
+    then `more` and `settings` (later ones win), such as `--server-env`."""
+    env = {**os.environ, "PORT": str(port), "ACCESS_LOG": "false", "LOG_LEVEL": "warning"}
+    env.update(more)
+    for each in settings:
+        env.update(each)
+    return env
+
+
+def env_settings(items: list[str]) -> dict[str, str]:
+    """`NAME=VALUE` arguments (`--server-env`) as a mapping."""
+    return dict(item.split("=", 1) for item in items)
+
+
 def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -> Result:
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "WORKERS": str(workers),
-        "ACCESS_LOG": "false",
-        "LOG_LEVEL": "warning",
-        "MAX_CONNECTIONS": str(clients + 1000),
-        **dict(item.split("=", 1) for item in args.server_env),
-        **VARIANTS.get(server, {}),
-    }
+    env = server_env(
+        port,
+        env_settings(args.server_env),
+        VARIANTS.get(server, {}),
+        HOST="127.0.0.1",
+        WORKERS=str(workers),
+        MAX_CONNECTIONS=str(clients + 1000),
+    )
     server_cores = args.server_cores if workers == 1 else args.server_cores_multi
     command = SERVERS.get(server, SERVERS["moscow_clock"])
     load_before = loadavg()

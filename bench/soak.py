@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from bench.run import (
     raise_open_files,
     rss_bytes,
     scrape,
+    server_env,
     wait_ready,
 )
 
@@ -52,13 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_open_files()
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "ACCESS_LOG": "false",
-        "LOG_LEVEL": "warning",
-        "MAX_CONNECTIONS": str(args.clients + 1000),
-    }
+    env = server_env(port, MAX_CONNECTIONS=str(args.clients + 1000))
     server = subprocess.Popen(
         ["taskset", "-c", "0", *SERVERS[args.server]],
         cwd=args.checkout or ROOT,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -34,12 +33,14 @@ from pathlib import Path
 from bench.run import (
     ROOT,
     SERVERS,
+    env_settings,
     free_port,
     hist_quantile,
     loadavg,
     machine,
     merged,
     raise_open_files,
+    server_env,
     wait_ready,
 )
 
@@ -49,15 +50,12 @@ RATE = 1000  # initial connections per second
 def start_server(
     args: argparse.Namespace, core: str, port: int, **extra: str
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "ACCESS_LOG": "false",
-        "LOG_LEVEL": "warning",
-        "MAX_CONNECTIONS": str(args.moved + args.resident + 1000),
-        **dict(item.split("=", 1) for item in args.server_env),
-        **extra,
-    }
+    env = server_env(
+        port,
+        env_settings(args.server_env),
+        extra,
+        MAX_CONNECTIONS=str(args.moved + args.resident + 1000),
+    )
     return subprocess.Popen(
         ["taskset", "-c", core, *SERVERS[args.server]],
         cwd=args.checkout or ROOT,
