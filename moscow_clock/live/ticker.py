@@ -34,12 +34,12 @@ type Sleep = Callable[[float], Awaitable[object]]
 FANOUT_CHUNK = 256
 # The most a fan-out waits, summed over its yields, for other work. Each
 # yield waits out one round of the event loop, and under a storm of
-# connections a round is everything that is ready: measured at 20,000
-# offered clients, ~80 ms a round, so a fan-out to 10,000 (40 yields) took
-# 1.3-3 s, every tick was late and the pages' silence watchdogs dropped the
-# admitted clients too (docs/PERFORMANCE.md, Overload). Past this budget
-# sync replies wait for the rest of the fan-out (at most its CPU, ~0.1 s at
-# 10,000 clients), which they only do while the process is that busy.
+# connections a round is everything that is ready: at 20,000 offered
+# clients a fan-out to ~10,000 (~40 yields) took 1.3-3 s on average (so
+# 30-80 ms a round), every tick was late and the pages' silence watchdogs
+# dropped the admitted clients too (docs/PERFORMANCE.md, Overload). Past
+# this budget sync replies wait for the rest of the fan-out (at most its CPU,
+# which FANOUT_BUDGET bounds), and only while the process is that busy.
 YIELD_BUDGET_S = 0.05
 # Fan-outs remembered for the admission gate.
 RECENT_FANOUTS = 3
