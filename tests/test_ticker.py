@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -122,16 +123,20 @@ async def test_ticks_keep_flowing_when_the_wall_clock_steps_back() -> None:
     assert client.got == [9000, 4000, 5000]
 
 
-async def test_a_long_fanout_lets_other_work_run() -> None:
-    ticker = Ticker()
-    clients = [Recorder() for _ in range(FANOUT_CHUNK * 4)]
-    ran_during_fanout = []
+async def rounds_during_fanout(
+    ticker: Ticker, clients: list[Recorder], each_round: Callable[[], object] = lambda: None
+) -> list[int]:
+    """Publish one tick to `clients` beside a task that runs once per round
+    of the event loop (calling `each_round`); the rounds that ran while the
+    fan-out was under way, as how many clients had the tick by then."""
+    counts: list[int] = []
     running = asyncio.Event()
 
     async def other_work() -> None:
         running.set()
         while True:
-            ran_during_fanout.append(sum(len(c.got) for c in clients))
+            counts.append(sum(len(c.got) for c in clients))
+            each_round()
             await asyncio.sleep(0)
 
     with contextlib.ExitStack() as stack:
@@ -139,10 +144,21 @@ async def test_a_long_fanout_lets_other_work_run() -> None:
             stack.enter_context(ticker.subscription(client))
         worker = asyncio.create_task(other_work())
         await running.wait()
+        counts.clear()
         await ticker.publish(make_tick(1000))
         worker.cancel()
+    return [count for count in counts if 0 < count < len(clients)]
+
+
+async def test_a_long_fanout_lets_other_work_run() -> None:
+    clients = [Recorder() for _ in range(FANOUT_CHUNK * 4)]
     # Something else ran between chunks, not only before and after the fan-out.
-    assert any(0 < count < len(clients) for count in ran_during_fanout)
+    assert await rounds_during_fanout(Ticker(), clients)
+
+
+def busy_round() -> None:
+    """A round of other work: 30 ms on the CPU."""
+    time.sleep(0.03)
 
 
 async def test_a_fanout_held_up_by_other_work_stops_yielding() -> None:
@@ -151,25 +167,7 @@ async def test_a_fanout_held_up_by_other_work_stops_yielding() -> None:
     without yielding instead of handing out the rest a second late."""
     ticker = Ticker(yield_budget=0.05)
     clients = [Recorder() for _ in range(FANOUT_CHUNK * 10)]
-    hog_runs: list[int] = []
-    running = asyncio.Event()
-
-    async def hog() -> None:  # a round of other work: 30 ms on the CPU each time
-        running.set()
-        while True:
-            hog_runs.append(sum(len(c.got) for c in clients))
-            time.sleep(0.03)  # noqa: ASYNC251 (blocking on purpose: a busy round)
-            await asyncio.sleep(0)
-
-    with contextlib.ExitStack() as stack:
-        for client in clients:
-            stack.enter_context(ticker.subscription(client))
-        worker = asyncio.create_task(hog())
-        await running.wait()
-        hog_runs.clear()
-        await ticker.publish(make_tick(1000))
-        worker.cancel()
-    during = [count for count in hog_runs if 0 < count < len(clients)]
+    during = await rounds_during_fanout(ticker, clients, busy_round)
     # It did yield at first, then stopped within the budget (at 30 ms a
     # round, two rounds), not after all ten chunks.
     assert 1 <= len(during) <= 2
