@@ -8,8 +8,9 @@ changed, and every client's tick was late by as much (docs/PERFORMANCE.md).
 Here whatever survives any collection is moved out of the collector's sight
 with `gc.freeze()` right after it, so each collection walks only what was
 made since the one before (at most what the young generation's threshold
-lets in). First tried: freezing once a second (during a reconnect storm a second brings 200,000 new objects
-and the full collections over them took 0.3-1.6 s), then after each
+lets in). First tried: freezing once a second (during a reconnect storm a
+second brings 200,000 new objects and the full collections over them took
+0.3-1.6 s), then after each
 generation-1 collection: every connection re-arms its pending read (a
 coroutine, a future, a timer, ~20 objects) whenever data arrives, so the
 ~12 s between generation-1 collections left ~20 live objects per client to
