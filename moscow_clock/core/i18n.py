@@ -4,73 +4,55 @@ the page's query parameters. No I/O, so unit and property tests cover it all.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 DEFAULT_LANGUAGE = "en"
 
 # A header this long is hostile or broken; past it, only the start is read.
 MAX_HEADER_CHARS = 2048
-MAX_ENTRIES = 32
-
-# RFC 4647 language range: "*" or alphanumeric subtags of 1-8 characters.
-_RANGE = re.compile(r"^(?:\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)$")
-# RFC 9110 qvalue: 0, 0.5, 1, 1.000 ...
-_QVALUE = re.compile(r"^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$")
 
 type Hours = Literal[12, 24]
 
 
-def parse_accept_language(header: str | None) -> list[tuple[str, float]]:
-    """The header's language ranges (lower case) with their q-values, best
-    first and in header order among equals. Malformed entries are skipped,
-    never an error: a browser's header is not ours to reject."""
-    if not header:
-        return []
-    ranges: list[tuple[str, float, int]] = []
-    for position, item in enumerate(header[:MAX_HEADER_CHARS].split(",")[:MAX_ENTRIES]):
-        tag, *params = (part.strip() for part in item.split(";"))
-        if not _RANGE.match(tag):
-            continue
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                value = value.strip()
-                quality = float(value) if _QVALUE.match(value) else -1.0
-        if quality < 0:
-            continue
-        ranges.append((tag.lower(), quality, position))
-    ranges.sort(key=lambda entry: (-entry[1], entry[2]))
-    return [(tag, quality) for tag, quality, _ in ranges]
+def parse_accept_language(header: str | None) -> LanguageAccept:
+    """The header's language ranges with their q-values, best first and in
+    header order among equals (Werkzeug's parser: RFC 9110 q-values, entries
+    with a malformed one skipped, never an error: a browser's header is not
+    ours to reject)."""
+    return parse_accept_header((header or "")[:MAX_HEADER_CHARS], LanguageAccept)
 
 
 def negotiate_language(
     header: str | None, supported: Iterable[str], default: str = DEFAULT_LANGUAGE
 ) -> str:
-    """The supported language the visitor prefers most (RFC 4647 lookup on the
-    primary subtag, so `ru-RU` picks `ru`), or `default` when none matches.
+    """The supported language the visitor prefers most, matched on the primary
+    subtag (so `ru-RU` picks `ru`), or `default` when none is acceptable.
 
-    `q=0` means "not this one": it excludes the language even from `*`.
+    `q=0` means "not this one": it excludes the language even from `*`, and
+    outweighs a positive q-value for another tag of the same language.
+    Between equal q-values the header's order decides, then `default`.
     """
-    offered = list(dict.fromkeys(supported))
-    ranked = parse_accept_language(header)
-    refused = {tag.split("-")[0] for tag, quality in ranked if quality == 0}
-    for tag, quality in ranked:
-        if quality == 0:
-            break  # sorted: nothing acceptable follows
-        if tag == "*":
-            # Any language: the default if acceptable, else the first other one.
-            for language in [default, *offered]:
-                if language in offered and language not in refused:
-                    return language
-            continue
-        primary = tag.split("-")[0]
-        if primary in offered and primary not in refused:
-            return primary
-    return default
+    accepted = [(_primary(tag), quality) for tag, quality in parse_accept_language(header)]
+    refused = {tag for tag, quality in accepted if quality == 0}
+    by_language = LanguageAccept(
+        [(tag, quality) for tag, quality in accepted if quality == 0 or tag not in refused]
+    )
+    offered = set(supported)
+    # best_match breaks ties by the order of its candidates: the header's
+    # order for the languages it names, then the default, then the rest.
+    named = [tag for tag, _ in by_language if tag in offered]
+    candidates = dict.fromkeys([*named, default, *sorted(offered)])
+    return by_language.best_match([c for c in candidates if c in offered], default)
+
+
+def _primary(tag: str) -> str:
+    """`ru` from `ru-RU`, and from `ru; level=1` (Werkzeug keeps other parameters)."""
+    return tag.split(";")[0].split("-")[0].strip().lower()
 
 
 class BadParameter(ValueError):
