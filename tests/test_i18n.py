@@ -11,7 +11,7 @@ from babel.messages.pofile import read_po
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moscow_clock.core.i18n import (
+from moscow_clock.core.preferences import (
     BadParameter,
     Display,
     negotiate_language,

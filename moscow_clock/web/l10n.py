@@ -16,7 +16,7 @@ from pathlib import Path
 from babel import Locale
 from quart import Quart, Response, g, has_request_context, request
 
-from ..core.i18n import DEFAULT_LANGUAGE, Display, negotiate_language, parse_display
+from ..core.preferences import DEFAULT_LANGUAGE, Display, negotiate_language, parse_display
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 DOMAIN = "messages"

@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint, Response, abort, current_app, jsonify, render_template, url_for
 
 from ..core.clock import moscow_time, short_time_text, time_snapshot
-from ..core.i18n import BadParameter, Display
+from ..core.preferences import BadParameter, Display
 from ..core.sun import day_length_parts, sun_day
 from ..live.metrics import CONTENT_TYPE
 from .l10n import current_language, languages, page_display
