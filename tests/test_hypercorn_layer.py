@@ -410,7 +410,25 @@ def test_the_guard_refuses_another_version() -> None:
     message = str(refused.value)
     assert "\n" not in message
     assert "Hypercorn 0.19.0 is installed" in message
-    assert "written for 0.18.0" in message
+    assert "written for 0.18.0 (any 0.18.x with the same fingerprints)" in message
+
+
+def test_the_guard_starts_a_patch_release_whose_fingerprints_match() -> None:
+    """The version string alone refuses nothing within the series: a 0.18.1
+    that changed none of the fingerprinted functions starts, one that changed
+    any is refused with the one-line reason."""
+    guard.check(version="0.18.1")
+    guard.check(version="0.18.7", written_for="0.18.0")
+    changed = {**guard.FINGERPRINTS, "hypercorn.protocol.h11:H11Protocol.__init__": "0" * 16}
+    with pytest.raises(guard.GuardError) as refused:
+        guard.check(version="0.18.1", expected=changed)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("Hypercorn 0.18.1 is installed but")
+    assert "re-check hypercorn.protocol.h11:H11Protocol.__init__" in message
+    assert "h11.py" in message
+    with pytest.raises(guard.GuardError):
+        guard.check(version="1.18.0")
 
 
 def test_the_guard_names_a_changed_function() -> None:
@@ -504,9 +522,9 @@ def test_renovate_keeps_hypercorn_where_the_guard_knows_it() -> None:
     rule it would propose a Hypercorn the guard refuses."""
     config = json.loads((ROOT / "renovate.json").read_text())
     (rule,) = [r for r in config["packageRules"] if "hypercorn" in r.get("matchPackageNames", ())]
-    assert rule["allowedVersions"] == f"=={guard.WRITTEN_FOR}"
+    assert rule["allowedVersions"] == f"=={guard.series(guard.WRITTEN_FOR)}.*"
     pinned = (ROOT / "requirements.txt").read_text()
-    assert f"hypercorn=={guard.WRITTEN_FOR} " in pinned
+    assert f"hypercorn=={guard.series(guard.WRITTEN_FOR)}." in pinned
 
 
 UPGRADE = (

@@ -57,8 +57,3 @@ class Every:
             return False
         self._next = now + self.interval
         return True
-
-    def take_suppressed(self) -> int:
-        """How many times it said no since it last said yes (and reset)."""
-        count, self.suppressed = self.suppressed, 0
-        return count

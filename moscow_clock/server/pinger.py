@@ -30,7 +30,8 @@ from typing import ClassVar
 
 from hypercorn.config import Config
 from hypercorn.protocol.ws_stream import WSStream
-from wsproto.events import Ping
+
+from .hypercorn.ping import send_ping
 
 log = logging.getLogger("moscow_clock.server")
 
@@ -108,7 +109,7 @@ async def ping_forever(interval: float, step: float = STEP_S) -> None:
 
 async def _ping(stream: WSStream) -> None:
     try:
-        await stream._send_wsproto_event(Ping())
+        await send_ping(stream)
     except Exception:
         # Not a closing stream (that is no error): something is wrong, and
         # without pings vanished peers are never reaped. Counted; the first

@@ -12,7 +12,8 @@ it go), installed by `install()` after `guard.check()`.
     listen.py   a long accept queue, a few connections taken per loop round
     h11.py      H11Protocol: HTTP/2 behind a setting, ambiguous framing closes,
                 headers on Hypercorn's 400/431
-    guard.py    the Hypercorn version and fingerprints these were written for
+    ping.py     a websocket ping for the process's pinger (server/pinger.py)
+    guard.py    the Hypercorn series and fingerprints these were written for
 """
 
 from __future__ import annotations

@@ -5,14 +5,16 @@ rename would fail loudly at import; a change in behaviour would not: an
 upstream fix inside a replaced method would be silently discarded, and a
 method relied on could start doing something else. So at start-up the
 installed version and a fingerprint of the source of every such function are
-compared with the ones this layer was written against; any difference stops
-the process with one line that says what to re-check.
+compared with the ones this layer was written against; a changed function,
+or another series than 0.18, stops the process with one line that says what
+to re-check.
 
-To move to a new Hypercorn: read the diff of each function named in the
-message against the override that uses it (`WHERE` says which), adjust
-the override, then update `WRITTEN_FOR` and the fingerprints (run
+A release of the same series that changed none of these functions starts as
+it is. Otherwise, to move: read the diff of each function named in the
+message against the override that uses it (`WHERE` says which), adjust the
+override, then update `WRITTEN_FOR` and the fingerprints (run
 `python -m moscow_clock.server.hypercorn.guard` to print the current ones)
-and widen renovate.json's allowed range to match.
+and, for a new series, renovate.json's allowed range to match.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+# The release the fingerprints were taken from. Any release of its series
+# (0.18.x) whose fingerprints all match starts; another series is refused.
 WRITTEN_FOR = "0.18.0"
 
 # module:qualified name -> first 16 hex digits of the sha256 of its source.
@@ -131,15 +135,24 @@ def installed_version() -> str:
     return importlib.metadata.version("hypercorn")
 
 
+def series(version: str) -> str:
+    """`0.18` from `0.18.1`: releases within one series may differ only where
+    the fingerprints would see it, or not at all."""
+    return ".".join(version.split(".")[:2])
+
+
 def check(
     version: str | None = None,
     expected: Mapping[str, str] = FINGERPRINTS,
     written_for: str = WRITTEN_FOR,
 ) -> None:
-    """Raise `GuardError` (one line) unless Hypercorn is as expected."""
+    """Raise `GuardError` (one line) unless Hypercorn is as expected: the
+    series this layer was written for, with every fingerprint the same (a
+    patch release that changed none of these functions starts)."""
     version = installed_version() if version is None else version
     changed = sorted(name for name, digest in expected.items() if fingerprint(name) != digest)
-    if version == written_for and not changed:
+    same_series = series(version) == series(written_for)
+    if same_series and not changed:
         return
     if changed:
         where = sorted(
@@ -153,13 +166,9 @@ def check(
         what = "re-check every function listed in moscow_clock/server/hypercorn/guard.py"
     raise GuardError(
         f"Hypercorn {version} is installed but moscow_clock/server/hypercorn was written for "
-        f"{written_for}; {what}, then update guard.py"
+        f"{written_for} (any {series(written_for)}.x with the same fingerprints); {what}, "
+        "then update guard.py"
     )
-
-
-def _where(target: str) -> str:
-    module = target.split(":")[0].rsplit(".", 1)[-1]
-    return WHERE.get(module, "install.py")
 
 
 def main() -> int:

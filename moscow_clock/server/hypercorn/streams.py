@@ -324,13 +324,6 @@ class WSStream(ws_stream.WSStream):
         )
 
 
-def _size(data: bytes | bytearray | str) -> int:
-    """Payload bytes (wsproto hands text over decoded)."""
-    if isinstance(data, str) and not data.isascii():
-        return len(data.encode())
-    return len(data)
-
-
 async def _nothing() -> None:
     pass
 
