@@ -29,6 +29,7 @@ from hypercorn.typing import ConnectionState as ConnectionState_
 from wsproto.connection import ConnectionState
 
 from moscow_clock.core.budget import Budget, Limits
+from moscow_clock.core.ratelimit import Every
 from moscow_clock.core.wire import FRAME, PREFRAMED, ends_with_client_close, text_frame
 from moscow_clock.server import pinger
 from moscow_clock.server.hypercorn import guard
@@ -386,7 +387,12 @@ def test_past_the_pending_cap_the_oldest_idle_connection_goes() -> None:
 # --- pings ------------------------------------------------------------------------
 
 
-async def test_pings_that_fail_are_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+async def test_pings_that_fail_are_logged_and_counted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every failure is counted; the log gets one line (with its traceback)
+    per PING_FAILED_LOG_S, not one per failure."""
+    monkeypatch.setattr(pinger._Ring, "log_failed", Every(pinger.PING_FAILED_LOG_S))
     broken = Mock()
     broken._send_wsproto_event = AsyncMock(side_effect=RuntimeError("renamed upstream"))
     before = pinger.failed_pings()
@@ -394,7 +400,8 @@ async def test_pings_that_fail_are_logged_and_counted(caplog: pytest.LogCaptureF
         await pinger._ping(broken)
         await pinger._ping(broken)
     assert pinger.failed_pings() == before + 2
-    assert "ping failed" in caplog.text
+    (line,) = [r for r in caplog.records if "ping failed" in r.getMessage()]
+    assert line.exc_info is not None
 
 
 # --- the guard --------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A token bucket for client messages, pure so tests drive its clock.
+"""Rates, pure so tests drive their clock: a token bucket for client
+messages, and the one throttle for log lines.
 
 A page sends a handful of sync requests per minute; a client sending far
 more is flooding, and each message costs the one event loop every client
@@ -7,6 +8,7 @@ shares. The bucket lets bursts through and refuses a sustained flood.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 
@@ -44,16 +46,19 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class Every:
-    """Says yes at most once per `interval` seconds: for a log line that
-    would otherwise repeat thousands of times a second. Counts the rest."""
+    """The log throttle: says yes at most once per `interval` seconds for each
+    key (a server, a kind of trouble; one key unless given), for a log line
+    that would otherwise repeat as often as its cause. Counts the noes, so the
+    line that does get out can say how many it stands for. Keys are few (they
+    come from settings, not from clients): each is remembered."""
 
     interval: float
-    _next: float = field(init=False, default=float("-inf"))
+    _next: dict[Hashable, float] = field(init=False, default_factory=dict)
     suppressed: int = field(init=False, default=0)
 
-    def due(self, now: float) -> bool:
-        if now < self._next:
+    def due(self, now: float, key: Hashable = None) -> bool:
+        if now < self._next.get(key, float("-inf")):
             self.suppressed += 1
             return False
-        self._next = now + self.interval
+        self._next[key] = now + self.interval
         return True

@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from typing import ClassVar
 
 from hypercorn.config import Config
 from hypercorn.protocol.ws_stream import WSStream
 
+from ..core.ratelimit import Every
 from .hypercorn.ping import send_ping
 
 log = logging.getLogger("moscow_clock.server")
 
 # Intervals of silence after which a peer counts as gone.
 SILENT_INTERVALS = 3
+# How often a failing ping is logged while it goes on (each is counted).
+PING_FAILED_LOG_S = 60.0
 # How often the pinger wakes to ping its next slice of connections: at
 # 10,000 clients and a 20 s interval, 50 pings (and later 50 pongs) per slice.
 STEP_S = 0.1
@@ -48,6 +52,7 @@ class _Ring:
 
     streams: ClassVar[list[weakref.ref[WSStream]]] = []
     failed: ClassVar[int] = 0  # pings that raised, since start
+    log_failed: ClassVar[Every] = Every(PING_FAILED_LOG_S)
 
 
 def failed_pings() -> int:
@@ -112,8 +117,8 @@ async def _ping(stream: WSStream) -> None:
         await send_ping(stream)
     except Exception:
         # Not a closing stream (that is no error): something is wrong, and
-        # without pings vanished peers are never reaped. Counted; the first
-        # with its traceback, then every hundredth.
+        # without pings vanished peers are never reaped. Counted, and logged
+        # with a traceback once per PING_FAILED_LOG_S while it lasts.
         _Ring.failed += 1
-        if _Ring.failed % 100 == 1:
+        if _Ring.log_failed.due(time.monotonic()):
             log.warning("ping failed (%d so far)", _Ring.failed, exc_info=True)
