@@ -25,6 +25,7 @@ from ..core.clockstate import (
     error_bound_ms,
     untrusted_reason,
 )
+from ..core.ratelimit import Every
 from ..core.sntp import BadReply, Sample, best_sample, parse_reply, request
 
 log = logging.getLogger("moscow_clock.clock")
@@ -43,26 +44,11 @@ def _wall_ms() -> float:
     return time.time_ns() / 1_000_000
 
 
-class _Limiter:
-    """Says whether a message with this key may be logged now."""
-
-    def __init__(self, every_s: float) -> None:
-        self.every_s = every_s
-        self._last: dict[str, float] = {}
-
-    def allow(self, key: str, now_s: float) -> bool:
-        last = self._last.get(key)
-        if last is not None and now_s - last < self.every_s:
-            return False
-        self._last[key] = now_s
-        return True
-
-
 class _Exchange(asyncio.DatagramProtocol):
     """One SNTP request on a connected UDP socket; keeps listening past bad
     replies until a good one arrives or the caller's timeout ends it."""
 
-    def __init__(self, server: str, wall: WallClock, limiter: _Limiter) -> None:
+    def __init__(self, server: str, wall: WallClock, limiter: Every) -> None:
         self.server = server
         self.wall = wall
         self.limiter = limiter
@@ -95,12 +81,12 @@ class _Exchange(asyncio.DatagramProtocol):
         self._complain("error", str(exc))
 
     def _complain(self, kind: str, message: str) -> None:
-        if self.limiter.allow(f"{self.server}:{kind}", time.monotonic()):
+        if self.limiter.due(time.monotonic(), f"{self.server}:{kind}"):
             log.warning("NTP server %s: %s (ignored)", self.server, message)
 
 
 async def sntp_query(
-    host: str, port: int, timeout_s: float, wall: WallClock = _wall_ms, *, limiter: _Limiter
+    host: str, port: int, timeout_s: float, wall: WallClock = _wall_ms, *, limiter: Every
 ) -> Sample | None:
     """One SNTP exchange with host:port; None if it failed (logged)."""
     server = f"{host}:{port}"
@@ -119,7 +105,7 @@ async def sntp_query(
     finally:
         if transport is not None:
             transport.close()
-    if limiter.allow(f"{server}:failed", time.monotonic()):
+    if limiter.due(time.monotonic(), f"{server}:failed"):
         log.warning("NTP server %s: %s", server, reason)
     return None
 
@@ -146,7 +132,7 @@ class ClockMonitor:
         self.timeout_s = min(3.0, max(0.2, interval_s / 2))
         self.state = UNKNOWN
         self.reference: Reference | None = None
-        self._limiter = _Limiter(LOG_EVERY_S)
+        self._limiter = Every(LOG_EVERY_S)
         self._logged: bool | str | None = "never"
         self._ntp_over_limit = False
         self.read()
@@ -156,7 +142,7 @@ class ClockMonitor:
         try:
             self.state = self.source()
         except Exception:
-            if self._limiter.allow("source", time.monotonic()):
+            if self._limiter.due(time.monotonic(), "source"):
                 log.exception("reading the clock state failed; treating it as unknown")
             self.state = UNKNOWN
         self._log_change()
@@ -258,6 +244,6 @@ class ClockMonitor:
             try:
                 await self.compare_with_ntp()
             except Exception:  # a bug here must not end the checks for good
-                if self._limiter.allow("ntp", time.monotonic()):
+                if self._limiter.due(time.monotonic(), "ntp"):
                     log.exception("comparing with NTP failed")
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
