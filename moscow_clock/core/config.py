@@ -33,7 +33,7 @@ class Settings:
     # in-flight requests get to finish; the process is gone 1 s after that.
     graceful_timeout: float = 5.0
     # Incoming websocket messages are tiny `sync` requests; anything larger is
-    # refused by Hypercorn with close code 1009.
+    # refused with close code 1009 (server/hypercorn/streams.py).
     ws_max_message_bytes: int = 4096
     # Websocket clients one process serves at once; past it a handshake gets
     # 503 instead of the process running out of file descriptors.
@@ -58,13 +58,13 @@ class Settings:
     # stalled longer than LOOP_LAG_BUDGET (live/admission.py). 0 turns one off
     # (the loop-lag check is off by default: see admission.py). 0.1 s: the
     # last client's tick leaves within ~0.1 s of the second, which kept the
-    # admitted clients' p99 at 170 ms with 20,000 offered to one process on
-    # a 2-core VM (~5,800 admitted there); 0.2 admitted ~12,600 at p99
-    # 340 ms (docs/PERFORMANCE.md, Overload).
+    # admitted clients' lateness within the target when far more were
+    # offered; a larger budget trades lateness for clients
+    # (docs/PERFORMANCE.md, Figures the code cites).
     fanout_budget: float = 0.1
     loop_lag_budget: float = 0.0
     # Keep long-lived objects out of the garbage collector's full collections
-    # (live/stalls.py); false gives the interpreter's defaults back.
+    # (server/collector.py); false gives the interpreter's defaults back.
     gc_freeze: bool = True
     # Messages per second a websocket client may send (bursts of three
     # seconds' worth, at least 30, pass); a sustained flood is closed with 1008.

@@ -139,10 +139,9 @@ class Metrics:
             registry=r,
         )
         # No gauge of frozen objects: gc.get_freeze_count() walks the whole
-        # frozen generation (~130 objects per client); read every second at
-        # 10,000 clients it took 28 % of the profile's samples (~0.16 s of
-        # each second, in one piece); without it the process's CPU went from
-        # 41 % to 27 % (docs/PERFORMANCE.md). The hourly sweep logs it instead.
+        # frozen generation, every object of every connection, in one piece
+        # on the loop: read every second it was the stall a second at 10,000
+        # clients (docs/PERFORMANCE.md, Figures the code cites). The hourly sweep logs it instead.
         self._seen: dict[str, float] = {}
 
     def update(

@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 10_000
 # A pause or lag this long is logged as a warning, beside the histograms.
 WORTH_LOGGING_S = 0.1
-# Collections are logged from the bar (no pause over 50 ms), with
-# their CPU time: on a VM a "pause" can be mostly time the process was not
-# running at all (measured: 127 ms of wall time, 39 ms of CPU).
+# Collections are logged from a lower bar than loop lags, with their CPU
+# time: on a VM a "pause" can be mostly time the process was not running at
+# all (docs/PERFORMANCE.md, Figures the code cites).
 GC_WORTH_LOGGING_S = 0.05
 
 

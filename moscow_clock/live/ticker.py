@@ -34,10 +34,10 @@ type Sleep = Callable[[float], Awaitable[object]]
 FANOUT_CHUNK = 256
 # The most a fan-out waits, summed over its yields, for other work. Each
 # yield waits out one round of the event loop, and under a storm of
-# connections a round is everything that is ready: at 20,000 offered
-# clients a fan-out to ~10,000 (~40 yields) took 1.3-3 s on average (so
-# 30-80 ms a round), every tick was late and the pages' silence watchdogs
-# dropped the admitted clients too (docs/PERFORMANCE.md, Overload). Past
+# connections a round is everything that is ready: with twice the clients
+# offered, a fan-out's yields added up to seconds, every tick was late and
+# the pages' silence watchdogs dropped the admitted clients too
+# (docs/PERFORMANCE.md, Figures the code cites). Past
 # this budget sync replies wait for the rest of the fan-out (at most its CPU,
 # which FANOUT_BUDGET bounds), and only while the process is that busy.
 YIELD_BUDGET_S = 0.05
@@ -207,7 +207,8 @@ class Ticker:
 class Subscription:
     """A subscriber's time on the ticker, as a `with` block. A plain context
     manager: a generator-based one keeps its generator frame and wrapper
-    (~0.4 KB) for a websocket's whole life."""
+    for a websocket's whole life (docs/PERFORMANCE.md, Figures the code
+    cites)."""
 
     __slots__ = ("_subscriber", "_ticker")
 

@@ -1,27 +1,25 @@
 """The garbage collector kept off the clock's critical path (process policy).
 
-A full collection walks every object the collector tracks, ~130 per
-websocket (Hypercorn's and asyncio's per-connection machinery), so at 10,000
-clients one stopped the whole process for 0.2-1 s whenever enough had
-changed, and every client's tick was late by as much (docs/PERFORMANCE.md).
+A full collection walks every object the collector tracks, over a hundred
+per websocket (Hypercorn's and asyncio's per-connection machinery), so at
+10,000 clients one stopped the whole process whenever enough had changed,
+and every client's tick was late by as much.
 
 Here whatever survives any collection is moved out of the collector's sight
 with `gc.freeze()` right after it, so each collection walks only what was
 made since the one before (at most what the young generation's threshold
-lets in). First tried: freezing once a second (during a reconnect storm a
-second brings 200,000 new objects and the full collections over them took
-0.3-1.6 s), then after each
-generation-1 collection: every connection re-arms its pending read (a
-coroutine, a future, a timer, ~20 objects) whenever data arrives, so the
-~12 s between generation-1 collections left ~20 live objects per client to
-walk: 60,000 at 3,000 clients, 45-61 ms of CPU per collection in the soak
-(docs/PERFORMANCE.md). Frozen
-objects are still freed by reference counting the moment they are dropped;
-what the collector no longer finds is cyclic garbage among them, which is why
-`hypercorn/tcp.py` breaks the one cycle a finished connection left behind (with it
-broken, closed connections leave no cyclic garbage at all). Whatever might
-still leak that way is swept, all at once, at a long interval, right after a
-tick's fan-out.
+lets in). First tried: freezing once a second (a second of a reconnect
+storm brings enough new objects for full collections over them to stall
+the process), then after each generation-1 collection: every connection
+re-arms its pending read (a coroutine, a future, a timer) whenever data
+arrives, so the long gap between generation-1 collections left live
+objects of every client to walk each time (docs/PERFORMANCE.md, Figures
+the code cites). Frozen objects are still freed by reference counting the
+moment they are dropped; what the collector no longer finds is cyclic
+garbage among them, which is why `hypercorn/tcp.py` breaks the one cycle a
+finished connection left behind (with it broken, closed connections leave no
+cyclic garbage at all). Whatever might still leak that way is swept, all at
+once, at a long interval, right after a tick's fan-out.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ Hypercorn's own ping task per connection is off (a task and a timer each, and
 it held shutdown open for an interval). Here one task pings every open
 websocket once per interval, but never all at once: the interval is cut into
 slices of `STEP_S` and each slice pings its share of the connections, so each
-connection has its own phase. (Pinging all 10,000 in one round brought 10,000
-pongs back together, and their trip through Hypercorn's read path stalled the
-loop for over a second every interval: docs/PERFORMANCE.md.) Every live client
+connection has its own phase. (Pinging every connection in one round brought
+all their pongs back together, and their trip through Hypercorn's read path
+stalled the loop every interval: docs/PERFORMANCE.md, Stalls.) Every live client
 answers now and then, so a connection that reads nothing at all for three
 intervals (no pong, no message) is closed by Hypercorn's read timeout: clients
 that vanished without a FIN are reaped. Everything about reaping is

@@ -31,7 +31,7 @@ class AppInbox:
     heard the connection end.
 
     Stands in for the `asyncio.Queue` Hypercorn makes per connection, which
-    allocates three deques (~2.3 KB) whether or not anything ever waits; here
+    allocates three deques whether or not anything ever waits; here
     a waiter's future exists only while someone waits. Hypercorn's queue is
     never emptied once the app has returned, so a reader blocked on it held
     the connection open forever; here late messages are dropped. (No upstream
@@ -111,7 +111,8 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 class AppCall:
     """One ASGI app call: Hypercorn's `_handle` with the app's `send` and
     its end as methods of one small object, instead of three closures, their
-    cells and a `partial` per connection (~1.1 KB); and the app called
+    cells and a `partial` per connection (their weight: docs/PERFORMANCE.md,
+    Figures the code cites); and the app called
     directly rather than through Hypercorn's `ASGIWrapper`, whose coroutine
     frame would sit under every websocket for its lifetime. The same
     behaviour as `_handle`: an exception is logged, and the stream always

@@ -5,9 +5,9 @@ asyncio uses one number for both: `start_server(backlog=N)` calls
 `listen(N)` and then, each time the socket is readable, accepts up to N
 connections in one go, each of which is set up (transport, Hypercorn's
 connection, its first read) in the same round or the next. With a queue of
-4,096 for reconnect waves, a storm of handshakes (say 20,000 clients offered
-to a process that holds 10,000, the refused ones retrying) made single rounds
-of the loop last 100 ms and more, and every yield of a tick's fan-out and the
+4,096 for reconnect waves, a storm of handshakes (more clients offered than
+a process holds, the refused ones retrying) made single rounds of the loop
+long, and every yield of a tick's fan-out and the
 ticker's own wake-up waited for such a round (docs/PERFORMANCE.md,
 Overload). Here asyncio is given a small number (`Config.backlog`, the
 connections taken per round) and the socket keeps the long queue: what does
@@ -23,7 +23,8 @@ import socket
 # (the kernel caps it at net.core.somaxconn).
 KERNEL_BACKLOG = 4096
 # Connections taken from that queue per round of the event loop (asyncio's
-# accept loop); at ~0.2-0.7 ms of set-up each, a round stays near 10-45 ms.
+# accept loop): few enough that a round stays short while each is set up
+# (docs/PERFORMANCE.md, Figures the code cites).
 ACCEPTS_PER_ROUND = 64
 
 
