@@ -78,9 +78,9 @@ class Load:
     Loop lag (off by default) catches what the fan-out does not see: stalls,
     a storm of handshakes. It is off because a
     refusal costs the process nearly as much as an admission, so refusing on
-    a burst of lag makes clients retry into the very burst: measured, 3,000
-    page-like clients ramping at 1,000/s with a 250 ms lag budget collapsed
-    to 14 connected (docs/PERFORMANCE.md).
+    a burst of lag makes clients retry into the very burst: page-like
+    clients ramping against a lag budget collapsed to a handful connected
+    (docs/PERFORMANCE.md, Overload).
     With hysteresis: once over budget it stays so until the load is below
     `RESUME_AT` of the budget.
     Readers are plain callables, so tests inject the load they test."""

@@ -146,8 +146,8 @@ class H11WSConnection(hypercorn_h11.H11WSConnection):
     h11 once the 101 is out: from then on h11 can send nothing (its state is
     SWITCHED_PROTOCOL) and reads nothing (the bytes pass through here), but
     Hypercorn keeps the whole `h11.Connection` (state machine, receive buffer,
-    the request's parse) for the websocket's lifetime, ~1 KB each. A send
-    after the 101 fails as h11 would fail it. (Memory per connection; no
+    the request's parse) for the websocket's lifetime. A send after the 101
+    fails as h11 would fail it. (docs/PERFORMANCE.md, Memory per connection; no
     upstream issue. Installed by rebinding `H11WSConnection` in
     `hypercorn.protocol.h11`, the name `_create_stream` builds it with.)"""
 

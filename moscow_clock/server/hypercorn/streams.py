@@ -346,7 +346,7 @@ class _Events(list[Any]):
 
 
 def _lighten(connection: object) -> None:
-    """wsproto's event deque, as a list (change 7)."""
+    """wsproto's event deque, as a list (docs/PERFORMANCE.md, Memory per connection)."""
     events = getattr(connection, "_events", None)
     if type(events) is deque and guard.holds("wsproto.connection"):
         connection._events = _Events(events)  # type: ignore[attr-defined]

@@ -100,11 +100,11 @@ class TCPServer(tcp_server.TCPServer):
         self.aborted = False
         self.busy = False  # bytes arrived since the last response (h11.py says)
         self._reading_since: float | None = None  # a read is blocked since then
-        self._read_deadline: asyncio.TimerHandle | None = None  # (change 7)
+        self._read_deadline: asyncio.TimerHandle | None = None  # one timer, moved as it fires
         protocol = getattr(writer, "_protocol", None)
         waiters = getattr(protocol, "_drain_waiters", None)
         if type(waiters) is deque and not waiters and guard.holds("asyncio.streams"):
-            protocol._drain_waiters = []  # type: ignore[union-attr]  # (change 7)
+            protocol._drain_waiters = []  # type: ignore[union-attr]  # a list, not a deque
 
     async def run(self) -> None:
         self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -133,7 +133,7 @@ class TCPServer(tcp_server.TCPServer):
         if refuse is not None and await self._shed_first(refuse):
             return
         # Hypercorn's loop; a read blocked `read_timeout` fails with
-        # TimeoutError, as under Hypercorn's `wait_for` (change 7).
+        # TimeoutError, as under Hypercorn's `wait_for`.
         reader, loop, timeout = self.reader, self.loop, self.config.read_timeout
         try:
             while not reader.at_eof():
