@@ -34,7 +34,7 @@ from .support.rawws import (
     raw_frame,
 )
 from .support.server import ROOT, ServerProcess, free_port
-from .support.timing import scaled
+from .support.timing import scaled, until
 
 pytestmark = pytest.mark.server
 
@@ -66,6 +66,14 @@ class Bystanders:
         assert not self.health_failed, self.health_failed
         assert self.health_ms, "no /healthz answered"
         assert max(self.health_ms) < 1000, self.health_ms
+
+    async def ticks(self, count: int) -> None:
+        """Wait until the bystander has had `count` ticks in all."""
+        await until(lambda: len(self.lateness_ms) >= count, count + 2, f"{count} ticks")
+
+    async def more_ticks(self, count: int) -> None:
+        """Wait for `count` more ticks: it kept ticking through what went before."""
+        await self.ticks(len(self.lateness_ms) + count)
 
     def assert_websockets_unharmed(self, seconds: float) -> None:
         assert len(self.lateness_ms) >= int(seconds) - 1, (seconds, self.lateness_ms)
@@ -103,7 +111,7 @@ async def bystanders(server: ServerProcess) -> AsyncIterator[Bystanders]:
             await asyncio.sleep(0.2)
 
     tasks = [asyncio.create_task(ticks()), asyncio.create_task(health())]
-    await asyncio.sleep(1.2)  # the bystander has its first tick
+    await until(lambda: bool(seen.lateness_ms and seen.health_ms), 3, "a first tick and probe")
     try:
         yield seen
     finally:
@@ -151,7 +159,7 @@ async def test_an_oversized_message_is_closed_1009_and_nothing_after_it_is_kept(
         client = hostile(shared, oversized, raw_frame(0x81, b"y" * 65536))
         ending = await asyncio.to_thread(client.finish, SEND_TIMEOUT + SLACK)
         rss_after = shared.rss_bytes()
-        await asyncio.sleep(1)
+        await seen.more_ticks(1)
     ending.assert_clean(1009, within=SEND_TIMEOUT + SLACK)
     assert rss_after - rss_before < 20 * 1024 * 1024, (rss_before, rss_after)
     seen.assert_unharmed(3)
@@ -164,7 +172,7 @@ async def test_after_the_close_frame_only_the_clients_close_is_awaited(
     once (the server closes TCP first), not held to the deadline."""
     client = RawClient(shared.port)
     client.send(raw_frame(0x81, b"x" * 5000))
-    await asyncio.sleep(0.3)
+    assert await asyncio.to_thread(client.wait_for_close_frame, scaled(5))
     client.send(client_frame(CLOSE, (1009).to_bytes(2, "big")))
     ending = await asyncio.to_thread(client.finish, 1.0)
     ending.assert_clean(1009, within=1.0)
@@ -181,7 +189,7 @@ async def test_a_message_that_never_ends_is_closed_1008(shared: ServerProcess) -
             shared, raw_frame(0x01, b'{"type":"x"'), bytes.fromhex("0080112233 44") * 1000
         )
         ending = await asyncio.to_thread(client.finish, SEND_TIMEOUT + SLACK)
-        await asyncio.sleep(2)
+        await seen.more_ticks(2)
     ending.assert_clean(1008, within=SEND_TIMEOUT + SLACK)
     assert ending.close_reason == b"message in too many frames"
     seen.assert_unharmed(3)
@@ -206,7 +214,7 @@ async def test_a_control_frame_flood_is_closed_1008(shared: ServerProcess, opcod
     async with bystanders(shared) as seen:
         client = hostile(shared, b"", raw_frame(0x80 | opcode, b"p") * 200, per_s=100)
         ending = await asyncio.to_thread(client.finish, SEND_TIMEOUT + SLACK)
-        await asyncio.sleep(2)
+        await seen.more_ticks(2)
     ending.assert_clean(1008, within=SEND_TIMEOUT + SLACK)
     assert ending.close_reason == b"too many frames"
     pongs = [frame for frame in ending.before_close if frame[0] == PONG]
@@ -386,15 +394,20 @@ async def test_idle_connections_are_capped_and_reaped(start_server: Start) -> No
     server = start_server(MAX_PENDING_CONNECTIONS="20", ACCESS_LOG="false")
     async with bystanders(server) as seen:
         idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
-        await asyncio.sleep(1)
-        open_now = sum(not _closed(sock) for sock in idle)
-        await asyncio.sleep(5.5)
-        open_later = sum(not _closed(sock) for sock in idle)
+        await until(lambda: _open(idle) <= 20, 1, "the oldest closed past the cap")
+        open_now = _open(idle)
+        await until(lambda: _open(idle) == 0, 5 + 2, "the idle ones reaped")
+        open_later = _open(idle)
+        await seen.ticks(5)
     for sock in idle:
         sock.close()
     assert open_now <= 20, open_now
     assert open_later == 0
     seen.assert_unharmed(6)
+
+
+def _open(socks: list[socket.socket]) -> int:
+    return sum(not _closed(sock) for sock in socks)
 
 
 def _closed(sock: socket.socket) -> bool:

@@ -44,7 +44,7 @@ from moscow_clock.server.hypercorn.tcp import TCPServer
 
 from .support.rawws import client_frame, raw_frame
 from .support.server import ROOT
-from .support.timing import scaled
+from .support.timing import scaled, until
 
 SEND_TIMEOUT = 0.05
 HEADERS = (("Content-Security-Policy", "default-src 'self'"), ("X-Content-Type-Options", "nosniff"))
@@ -220,8 +220,11 @@ async def test_an_unanswered_close_is_ended_after_the_send_timeout() -> None:
     await settle()
     assert told == [{"type": "websocket.disconnect", "code": 1001}]
     assert StreamClosed(stream_id=1) not in [call.args[0] for call in send.call_args_list]
-    await asyncio.sleep(SEND_TIMEOUT * 3)
-    assert send.call_args_list[-1].args[0] == StreamClosed(stream_id=1)
+    await until(
+        lambda: send.call_args_list[-1].args[0] == StreamClosed(stream_id=1),
+        SEND_TIMEOUT + 1,
+        "the end after SEND_TIMEOUT",
+    )
     await stream.handle(StreamClosed(stream_id=1))
     assert stream.closed
     assert told == [{"type": "websocket.disconnect", "code": 1001}]
@@ -231,7 +234,7 @@ async def test_an_unanswered_close_resets_the_connection() -> None:
     stream, _, _ = await accepted_stream()
     stream.tcp = Mock()
     await stream.app_send({"type": "websocket.close", "code": 1000})  # type: ignore[typeddict-item]
-    await asyncio.sleep(SEND_TIMEOUT * 3)
+    await until(lambda: stream.tcp.abort.called, SEND_TIMEOUT + 1, "the reset")
     stream.tcp.abort.assert_called_once()
 
 
@@ -260,7 +263,7 @@ async def test_a_stalled_message_is_closed_after_its_time() -> None:
     limits = Limits(frames_per_s=30, bytes_per_s=16384, fragments=32, message_s=0.05, pongs_per_s=2)
     stream, send, told = await accepted_stream(limits=limits)
     await stream.handle(Data(stream_id=1, data=raw_frame(0x01, b'{"type"')))
-    await asyncio.sleep(0.15)
+    await until(lambda: bool(told), 1, "the close after message_s")
     assert told == [{"type": "websocket.disconnect", "code": 1008}]
     assert b"message took too long" in written(send)[-1]
 

@@ -227,6 +227,25 @@ class RawClient:
         self._sender = threading.Thread(target=run, daemon=True)
         self._sender.start()
 
+    def wait_for_close_frame(self, within: float) -> bool:
+        """Read (blocking) until the server's close frame has come, keeping
+        every frame for `finish`; False if it has not within `within` s."""
+        deadline = time.monotonic() + within
+        while not any(opcode == CLOSE for opcode, _ in self.frames):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:  # the timeout, or a reset
+                return False
+            if not chunk:
+                return False
+            self.inbox += chunk
+            self.frames += server_frames(self.inbox)
+        return True
+
     def finish(self, within: float) -> Ending:
         """Read until the server ends the connection or `within` seconds pass
         (blocking: run it in a thread); then stop any flood and close."""
