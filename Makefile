@@ -7,6 +7,8 @@ SHELL := /bin/bash
 
 RUN_VENV := .venv
 TEST_VENV := .venv-test
+# ESLint for the page's scripts, installed from package-lock.json by `npm ci`.
+NODE_TOOLS := node_modules/.installed
 FIND_PYTHON := scripts/find-python
 # The podman kit's environment (../shared/containers), when it is set up here.
 CONTAINERS_ENV ?= /var/tmp/mc-containers/env
@@ -20,7 +22,7 @@ PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 TRANSLATIONS := moscow_clock/translations
 COMPILE_TRANSLATIONS = $(1)/bin/pybabel -q compile --domain messages --directory $(TRANSLATIONS)
 
-.PHONY: help run check lint test translations image image-distroless screenshot icons bench bench-accuracy bench-soak audit lock clean
+.PHONY: help run check lint js test translations image image-distroless screenshot icons bench bench-accuracy bench-soak audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,11 +40,15 @@ lint: $(TEST_VENV)/.installed ## ruff (lint and format) and mypy --strict
 	$(TEST_VENV)/bin/ruff format --no-cache --check .
 	$(TEST_VENV)/bin/mypy --no-incremental --cache-dir=/dev/null
 
-check: lint ## the fast tier: lint, types, unit and property tests (seconds, not minutes)
+js: $(NODE_TOOLS) ## the page's scripts: ESLint (static/, templates/sw.js) and their unit tests (node --test)
+	node_modules/.bin/eslint --max-warnings 0 static templates/sw.js tests/js eslint.config.js
+	node --test --test-reporter=dot tests/js/
+
+check: lint js ## the fast tier: lint, types, unit and property tests (seconds, not minutes)
 	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(FAST_TESTS) $(PYTEST_ARGS)
 
-test: lint ## everything: lint, types and the whole test suite (servers, Chromium, images)
+test: lint js ## everything: lint, types and the whole test suite (servers, Chromium, images)
 	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	scripts/ensure-browser $(TEST_VENV)
 	scripts/ensure-containers
@@ -94,8 +100,8 @@ lock: $(TEST_VENV)/.installed ## re-pin requirements.txt and requirements-dev.tx
 	CUSTOM_COMPILE_COMMAND="make lock" $(TEST_VENV)/bin/pip-compile $(PIP_COMPILE_FLAGS) \
 		--output-file requirements-dev.txt requirements-dev.in
 
-clean: ## remove the virtualenvs
-	rm -rf $(RUN_VENV) $(TEST_VENV)
+clean: ## remove the virtualenvs and node_modules
+	rm -rf $(RUN_VENV) $(TEST_VENV) node_modules
 
 # A venv is rebuilt whenever its lock file changes.
 $(RUN_VENV)/.installed: requirements.txt $(FIND_PYTHON)
@@ -108,4 +114,10 @@ $(TEST_VENV)/.installed: requirements-dev.txt $(FIND_PYTHON)
 	python=$$($(FIND_PYTHON)) && "$$python" -m venv --clear $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		--require-hashes --no-deps -r requirements-dev.txt
+	touch $@
+
+# ESLint and its config, exactly as locked (a check that cannot run fails).
+$(NODE_TOOLS): package-lock.json scripts/ensure-node
+	scripts/ensure-node
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
