@@ -132,6 +132,30 @@ def test_every_path_named_exists(doc: Path) -> None:
     assert not missing, f"{doc.relative_to(ROOT)} names paths that do not exist: {missing}"
 
 
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped,
+    spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(doc: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_anchor_linked_exists(doc: Path) -> None:
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]*#[^)\s]+)\)", doc.read_text()):
+        path, _, anchor = target.partition("#")
+        if re.match(r"[a-z]+:", path):
+            continue
+        linked = (doc.parent / path).resolve() if path else doc
+        if linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(target)
+    assert not broken, f"{doc.relative_to(ROOT)} links to anchors that do not exist: {broken}"
+
+
 def test_the_path_check_can_fail(tmp_path: Path) -> None:
     doc = tmp_path / "x.md"
     doc.write_text(
@@ -151,3 +175,10 @@ def test_the_path_check_can_fail(tmp_path: Path) -> None:
     assert _exists("README.md", doc, files)
     assert not _exists("web/nowhere.py", doc, files)
     assert _exists("core/sntp.py", doc, files)
+    assert (
+        slug("Memory per connection: from ~24 to ~18 KB")
+        == "memory-per-connection-from-24-to-18-kb"
+    )
+    assert slug("The websocket protocol (`/ws`)") == "the-websocket-protocol-ws"
+    assert "history" in anchors(ROOT / "docs" / "PERFORMANCE.md")
+    assert "nowhere" not in anchors(ROOT / "docs" / "PERFORMANCE.md")
