@@ -140,20 +140,12 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
     rss_before = server.rss_bytes()
     async with watched_ticks(server) as lateness:
         await until(lambda: len(lateness) >= 1, 3, "the bystander's first tick")
-        idle = [open_raw(server.port, buffer_bytes=4096) for _ in range(280)]
-        hogs = [open_raw(server.port, buffer_bytes=4096) for _ in range(20)]
+        # The crowd's blocking handshakes and writes run in a thread: in this
+        # event loop they would delay the bystander's own receive timestamps.
+        idle = await asyncio.to_thread(_connect, server.port, 280)
+        hogs = await asyncio.to_thread(_connect, server.port, 20)
         quota = [1500 * len(SYNC)] * len(hogs)  # ~130 KB of replies each
-        sent = 0
-        flooding_until = time.monotonic() + scaled(10)
-        while any(quota) and time.monotonic() < flooding_until:
-            for i, hog in enumerate(hogs):
-                try:
-                    chunk = flood_until_blocked(hog, limit=quota[i]) if quota[i] else 0
-                except ConnectionError:  # cut off already
-                    chunk, quota[i] = 0, 0
-                quota[i] = max(0, quota[i] - chunk)
-                sent += chunk
-            await asyncio.sleep(0.02)
+        sent = await asyncio.to_thread(_flood, hogs, quota, scaled(10))
         rss_under_attack = server.rss_bytes()
         deadline = time.monotonic() + scaled(10)
         alive = list(hogs)
@@ -196,9 +188,35 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
     # Bounded: a fraction of a megabyte per client, not what they asked for.
     assert rss_under_attack - rss_before < 300 * 200_000, (rss_before, rss_under_attack)
     assert exit_code == 0
-    assert stopped_after < scaled(2 + 1), stopped_after  # SEND_TIMEOUT, not the hard deadline
+    # Ended by SEND_TIMEOUT (2 s), not by the hard deadline (GRACEFUL_TIMEOUT
+    # 5 s + 1): the server logs "... still open ..." when that deadline has to
+    # cut connections, and the process would not be gone before it. (How far
+    # under the deadline depends on the machine's load: a loaded 2-core
+    # machine took 3.6 s.)
     assert "still open" not in server.log()
+    assert stopped_after < scaled(5 + 1), stopped_after
     assert "Traceback" not in server.log()
+
+
+def _connect(port: int, count: int) -> list[socket.socket]:
+    return [open_raw(port, buffer_bytes=4096) for _ in range(count)]
+
+
+def _flood(hogs: list[socket.socket], quota: list[int], seconds: float) -> int:
+    """Send each hog's quota of requests as fast as its buffers take them
+    (`quota` is spent in place; a hog cut off loses the rest): bytes sent."""
+    sent = 0
+    until_s = time.monotonic() + seconds
+    while any(quota) and time.monotonic() < until_s:
+        for i, hog in enumerate(hogs):
+            try:
+                chunk = flood_until_blocked(hog, limit=quota[i]) if quota[i] else 0
+            except ConnectionError:  # cut off already
+                chunk, quota[i] = 0, 0
+            quota[i] = max(0, quota[i] - chunk)
+            sent += chunk
+        time.sleep(0.02)
+    return sent
 
 
 ESTABLISHED = "01"
