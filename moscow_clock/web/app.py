@@ -29,6 +29,7 @@ from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
 from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS, content_security_policy
 from .pwa import register_shell
+from .ranges import RangeResponse
 from .runtime import Runtime, current_runtime, on_metrics_listener
 from .views import blueprint
 
@@ -55,6 +56,7 @@ def create_app(
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    app.response_class = RangeResponse  # byte ranges as RFC 9110 has them (ranges.py)
     # Static files revalidate (ETag, Last-Modified) instead of going stale:
     # there is no build step that would put a hash in their names.
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
