@@ -29,6 +29,7 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import WEBSOCKET_VERSION
 
 from ...core.budget import TOO_SLOW, Budget
+from ...core.security_headers import merged
 from ...core.wire import CLIENT_CLOSE_FRAME_MAX, FRAME, ends_with_client_close
 from .. import pinger
 from . import guard
@@ -276,7 +277,7 @@ class WSStream(ws_stream.WSStream):
             close = cast(dict[str, Any], message)
             return self.close(int(close.get("code", 1000)), close.get("reason") or "")
         elif kind == "websocket.http.response.start" and self.options.headers:
-            headers = _with(list(cast(dict[str, Any], message)["headers"]), self.options.headers)
+            headers = merged(cast(dict[str, Any], message)["headers"], self.options.headers)
             message = cast(ASGISendEvent, {**message, "headers": headers})
         return super().app_send(message)
 
@@ -306,7 +307,7 @@ class WSStream(ws_stream.WSStream):
         if status_code == 400 and self._wrong_version():
             status_code = 426
             headers.append((b"sec-websocket-version", WEBSOCKET_VERSION))
-        headers = _with(headers, self.options.headers)
+        headers = merged(headers, self.options.headers)
         await self.send(
             Response(stream_id=self.stream_id, status_code=status_code, headers=headers)
         )
@@ -333,14 +334,6 @@ def _size(data: bytes | bytearray | str) -> int:
 
 async def _nothing() -> None:
     pass
-
-
-def _with(
-    headers: list[tuple[bytes, bytes]], extra: tuple[tuple[bytes, bytes], ...]
-) -> list[tuple[bytes, bytes]]:
-    """`headers` plus those of `extra` it does not set itself."""
-    present = {name.lower() for name, _ in headers}
-    return headers + [(name, value) for name, value in extra if name not in present]
 
 
 class _Events(list[Any]):

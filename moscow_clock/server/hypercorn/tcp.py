@@ -25,6 +25,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.typing import AppWrapper, LifespanState
 
 from ...core.ratelimit import Every
+from ...core.security_headers import merged
 from . import guard
 from .options import ServerConfig, options_of
 from .shed import RefuseUpgrade, refusal, upgrade_path
@@ -186,7 +187,7 @@ class TCPServer(tcp_server.TCPServer):
             return True
         path = upgrade_path(data)
         if path is not None and refuse(path):
-            headers = [*self.config.response_headers("h11"), *self.options.headers]
+            headers = merged(self.config.response_headers("h11"), self.options.headers)
             self.writer.write(refusal(headers))
             await self._close()  # now, not when the idle timeout would
             return True
