@@ -16,7 +16,9 @@ from websockets.exceptions import InvalidStatus
 
 from .support.clients import http, next_tick, request, watched_ticks
 from .support.rawws import (
+    PONG,
     SYNC,
+    client_frame,
     flood_then_read_close,
     flood_until_blocked,
     is_closed_by_peer,
@@ -235,6 +237,36 @@ async def test_silent_vanished_clients_are_reaped_by_pings(start_server: Start) 
         await next_tick(live)  # still connected: it answered every ping
     silent.close()
     assert 1.0 < reaped_after < scaled(3.5), reaped_after
+
+
+async def test_a_client_that_never_reads_is_closed_though_it_sends_pongs(
+    start_server: Start,
+) -> None:
+    """Unsolicited pongs (one every 0.2 s, well inside the read timeout) used
+    to keep a client that never reads alive until its buffers filled, minutes
+    later. It cannot answer our ping, so it goes after SEND_TIMEOUT; a polite
+    client beside it stays."""
+    server = start_server(WS_PING_INTERVAL="0.5", SEND_TIMEOUT="1")
+    deaf = open_raw(server.port)
+    pong = client_frame(PONG, b"alive")
+
+    def pong_until_cut_off(seconds: float) -> float | None:
+        """Seconds until a send fails (the server reset it); None: it never did."""
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            try:
+                deaf.sendall(pong)
+            except OSError:
+                return time.monotonic() - started
+            time.sleep(0.2)
+        return None
+
+    async with websockets.connect(server.ws_url) as polite:
+        cut_after = await asyncio.to_thread(pong_until_cut_off, scaled(10))
+        await next_tick(polite)  # answered every ping: still here
+    deaf.close()
+    assert cut_after is not None, "a client that never reads was kept for 10 s"
+    assert cut_after < scaled(2 * 0.5 + 1 + 1.5), cut_after  # first ping, SEND_TIMEOUT, slack
 
 
 async def test_connection_cap_refuses_cleanly_with_503(start_server: Start) -> None:

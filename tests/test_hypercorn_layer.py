@@ -43,7 +43,7 @@ from moscow_clock.server.hypercorn.tcp import TCPServer
 
 from .support.rawws import client_frame, raw_frame
 from .support.server import ROOT
-from .support.timing import scaled
+from .support.timing import scaled, until
 
 SEND_TIMEOUT = 0.05
 HEADERS = (("Content-Security-Policy", "default-src 'self'"), ("X-Content-Type-Options", "nosniff"))
@@ -274,6 +274,34 @@ async def test_pings_are_answered_at_a_bounded_rate_then_closed() -> None:
     await settle()
     assert told == [{"type": "websocket.disconnect", "code": 1008}]
     assert b"too many frames" in written(send)[-1]
+
+
+async def test_a_ping_unanswered_within_the_send_timeout_resets_whatever_else_comes() -> None:
+    """A client that never reads cannot answer our ping: unsolicited pongs
+    (and messages) do not keep it (issue 18, item 3)."""
+    stream, send, _ = await accepted_stream()
+    stream.tcp = Mock()
+    await stream.ping()
+    (ping,) = [data for data in written(send) if data[0] == 0x89]
+    assert len(ping) == 2 + 4  # a payload to echo: 4 bytes the client cannot guess
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, b"")))  # unsolicited
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, b"\0\0\0\0")))
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x81, b'{"type":"x"}')))
+    await until(lambda: stream.tcp.abort.called, 1, "reset after the send timeout")
+    stream.tcp.abort.assert_called_once()
+
+
+async def test_the_pong_to_our_ping_keeps_the_connection() -> None:
+    stream, send, _ = await accepted_stream()
+    stream.tcp = Mock()
+    await stream.ping()
+    (ping,) = [data for data in written(send) if data[0] == 0x89]
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, ping[2:])))
+    await stream.ping()  # the next round's ping goes out: the last one was answered
+    assert len([data for data in written(send) if data[0] == 0x89]) == 2
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, written(send)[-1][2:])))
+    await asyncio.sleep(SEND_TIMEOUT * 3)  # a span past the deadline, not a wait for anything
+    stream.tcp.abort.assert_not_called()
 
 
 def test_the_budget_counts_frames_bytes_and_fragments() -> None:

@@ -108,7 +108,8 @@ async def ping_forever(interval: float, step: float = STEP_S) -> None:
 
 async def _ping(stream: WSStream) -> None:
     try:
-        await stream._send_wsproto_event(Ping())
+        ping = getattr(stream, "ping", None)  # ours (hypercorn/streams.py) awaits the pong
+        await (ping() if ping is not None else stream._send_wsproto_event(Ping()))
     except Exception:
         # Not a closing stream (that is no error): something is wrong, and
         # without pings vanished peers are never reaped. Counted; the first
