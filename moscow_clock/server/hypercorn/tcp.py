@@ -128,6 +128,11 @@ class TCPServer(tcp_server.TCPServer):
             # (collector.py).
             self.__dict__.pop("protocol", None)
             self.__dict__.pop("_task_group", None)
+            # And the error that ended it (a reset, a read timeout), which the
+            # reader keeps: its traceback holds frames that hold this server.
+            error = self.reader.exception()
+            if error is not None:
+                error.__traceback__ = None
 
     async def _read_data(self) -> None:
         refuse = self.options.refuse_upgrade
@@ -145,7 +150,11 @@ class TCPServer(tcp_server.TCPServer):
                     )
                 try:
                     data = await reader.read(tcp_server.MAX_RECV)
-                except (ConnectionError, OSError, TimeoutError, SSLError):
+                except (ConnectionError, OSError, TimeoutError, SSLError) as error:
+                    # The reader keeps the error, whose traceback holds this
+                    # frame, which holds the reader: a cycle that would keep
+                    # the whole connection for the collector (collector.py).
+                    error.__traceback__ = None
                     break
                 finally:
                     self._reading_since = None
