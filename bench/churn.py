@@ -193,7 +193,7 @@ SINGLE: dict[str, Callable[[int], Awaitable[None]]] = {
 
 async def events(kind: str, port: int, count: int, parallel: int) -> None:
     if kind == "404-keepalive":
-        await keepalive(port, count)
+        await asyncio.wait_for(keepalive(port, count), 600)
         return
     if kind == "mixed":
         kinds = itertools.cycle(("404-new", "404-keepalive", "400", "ws-reset", "ws-reaped"))
@@ -206,7 +206,8 @@ async def events(kind: str, port: int, count: int, parallel: int) -> None:
         todo: list[Awaitable[None]] = []
         for _ in range(batch):
             each = next(kinds)
-            todo.append(keepalive(port, 8, 1) if each == "404-keepalive" else SINGLE[each](port))
+            one = keepalive(port, 8, 1) if each == "404-keepalive" else SINGLE[each](port)
+            todo.append(asyncio.wait_for(one, 60))  # a server that stops answering fails, not hangs
         results = await asyncio.gather(*todo, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
