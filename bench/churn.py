@@ -129,7 +129,7 @@ async def ws_vanished(port: int, gone: float = 120.0) -> None:
     writer.transport.abort()
 
 
-async def hostile(port: int, seconds: float, per_s: dict[str, float]) -> dict[str, int]:
+async def hostile(port: int, seconds: float, per_s: dict[str, float]) -> dict[str, dict[str, int]]:
     """Every kind of churn at once, each at its own steady rate, for
     `seconds`: the soak's `--hostile-mix`. Counts what was done and failed."""
     makers: dict[str, Callable[[], Awaitable[None]]] = {
@@ -142,11 +142,14 @@ async def hostile(port: int, seconds: float, per_s: dict[str, float]) -> dict[st
     }
     done = dict.fromkeys(per_s, 0)
     failed = dict.fromkeys(per_s, 0)
+    unfinished = dict.fromkeys(per_s, 0)  # still under way at the end
     tasks: set[asyncio.Task[None]] = set()
 
     def finished(kind: str, task: asyncio.Task[None]) -> None:
         tasks.discard(task)
-        if task.cancelled() or task.exception() is not None:
+        if task.cancelled():
+            unfinished[kind] += 1
+        elif task.exception() is not None:
             failed[kind] += 1
         else:
             done[kind] += 1
@@ -166,10 +169,7 @@ async def hostile(port: int, seconds: float, per_s: dict[str, float]) -> dict[st
     for task in list(tasks):
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {
-        **{f"{k} done": v for k, v in done.items()},
-        **{f"{k} failed": v for k, v in failed.items()},
-    }
+    return {"done": done, "failed": failed, "unfinished": unfinished}
 
 
 async def keepalive(port: int, count: int, connections: int = 8) -> None:
