@@ -806,3 +806,36 @@ async def test_reads_share_one_deadline_timer_that_moves_only_when_it_fires() ->
     reader.feed_eof()
     await asyncio.wait_for(reading, scaled(1))
     assert server._read_deadline is None  # cancelled with the connection's end
+
+
+async def test_hypercorns_own_500_carries_the_headers() -> None:
+    """An app that fails before it answers gets Hypercorn's own 500, which
+    passes through `H11Protocol.stream_send` like every stream's response:
+    the security headers go on it there (one place for every stream)."""
+    sent: list[Any] = []
+
+    async def send(event: Any) -> None:
+        sent.append(event)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("fails before answering")
+
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        protocol = H11Protocol(
+            ASGIWrapper(app),  # type: ignore[arg-type]
+            config(),
+            WorkerContext(None),
+            group,
+            ConnectionState_({}),
+            False,
+            None,
+            None,
+            send,
+        )
+        await protocol.handle(RawData(b"GET / HTTP/1.1\r\nHost: clock\r\n\r\n"))
+        await until(lambda: any(isinstance(e, RawData) for e in sent), 2, "a response")
+        await protocol.handle(Closed())
+    response = b"".join(event.data for event in sent if isinstance(event, RawData))
+    assert response.startswith(b"HTTP/1.1 500 ")
+    for name, value in HEADERS:
+        assert f"{name.lower()}: {value}".encode() in response.lower()
