@@ -138,7 +138,11 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
     they are cut off. Ordinary clients keep prompt ticks throughout and the
     server's memory stays bounded. (The flood limit is lifted so the twenty
     fill their buffers fast: the send timeout is under test here.)"""
-    server = start_server(SEND_TIMEOUT="2", ACCESS_LOG="false", WS_MESSAGE_RATE="1000000")
+    # No ping comes while the test runs: none of these clients would answer
+    # it, and an unanswered ping resets too (test_a_client_that_never_reads_*).
+    server = start_server(
+        SEND_TIMEOUT="2", ACCESS_LOG="false", WS_MESSAGE_RATE="1000000", WS_PING_INTERVAL="600"
+    )
     rss_before = server.rss_bytes()
     async with watched_ticks(server) as lateness:
         await until(lambda: len(lateness) >= 1, 3, "the bystander's first tick")
