@@ -50,8 +50,8 @@ class Settings:
     # closed, so vanished clients are reaped.
     ws_ping_interval: float = 20.0
     # A client whose socket takes no bytes for this long (it never reads, or
-    # vanished mid-write), or that leaves our close frame unanswered this
-    # long, is cut off, so it cannot pin buffers or a shutdown indefinitely.
+    # vanished mid-write), that leaves our ping or our close frame unanswered
+    # this long, is cut off, so it cannot pin buffers or a shutdown indefinitely.
     send_timeout: float = 5.0
     # Load shedding: a websocket handshake is refused (503, Retry-After) when
     # one more client would make the tick's fan-out to everyone take longer
