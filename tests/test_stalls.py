@@ -258,10 +258,12 @@ async def test_policy_leaves_the_garbage_of_finished_requests_to_the_collector()
     dies in a cycle is found by the next full collection: it was not frozen
     (issue 18: the policy before froze it, and every 404 kept its ~23 KB)."""
     policy = GcPolicy(sweep_every=3600, clock=Stopwatch(0.0))
+    thresholds = gc.get_threshold()
     task = asyncio.create_task(policy.run())
     try:
         await asyncio.sleep(0)  # started: frozen once, hooked in
         assert policy.on_collection in gc.callbacks
+        assert gc.get_threshold()[2] == 1  # a full collection may follow every generation-1 one
         a, b = Node(), Node()
         a.other, b.other = b, a  # a request's objects, in a cycle
         gc.collect(0)
@@ -276,6 +278,7 @@ async def test_policy_leaves_the_garbage_of_finished_requests_to_the_collector()
         with pytest.raises(asyncio.CancelledError):
             await task
     assert policy.on_collection not in gc.callbacks
+    assert gc.get_threshold() == thresholds  # the interpreter's own back
 
 
 async def test_policy_freezes_what_a_long_full_collection_left() -> None:

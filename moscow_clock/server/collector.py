@@ -18,9 +18,12 @@ So what is frozen must be what lives long:
   the requests in flight at that instant are a few among them.
 
 The young generations are collected by CPython's own thresholds (bounded:
-at most a few thousand new objects each), and full collections happen as
-CPython schedules them, over what is not frozen only, which the rule above
-keeps small. The policy before this one froze whatever survived *any*
+at most a few thousand new objects each). Full collections walk only what
+is not frozen, which the rule above keeps small, and are let in after every
+generation-1 collection (CPython's own rule still makes them wait until the
+unfrozen old generation has grown by a quarter), not after ten: at ten, the
+first full collection after a reconnect wave met ten generation-1
+collections' worth of new objects at once. The policy before this one froze whatever survived *any*
 collection, including the objects of every request and connection still in
 flight, so each one's cyclic garbage (an exception's traceback, a parser's
 generator) outlived it until an hourly sweep: RSS grew with every 404, 400,
@@ -48,7 +51,9 @@ SWEEP_EVERY_S = 3600.0
 # A full collection of the unfrozen heap that took this long freezes what it
 # left: the heap has grown by enough long-lived objects that walking them
 # again at every full collection would start to cost ticks.
-FREEZE_AFTER_S = 0.01
+FREEZE_AFTER_S = 0.005
+# Generation-1 collections between two full ones (CPython's default: 10).
+FULL_AFTER = 1
 
 
 class GcPolicy:
@@ -77,6 +82,8 @@ class GcPolicy:
         """Everything made while starting (modules, the app) lives forever."""
         gc.collect()
         gc.freeze()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, FULL_AFTER)
 
     def on_collection(self, phase: str, info: dict[str, Any]) -> None:
         """A `gc.callbacks` hook: a full collection that took long asks for
@@ -124,6 +131,7 @@ class GcPolicy:
 
     async def run(self, wall: Callable[[], float] = time.time) -> None:
         self._loop = asyncio.get_running_loop()
+        thresholds = gc.get_threshold()
         self.start_up()
         gc.callbacks.append(self.on_collection)
         try:
@@ -135,3 +143,4 @@ class GcPolicy:
         finally:
             gc.callbacks.remove(self.on_collection)
             gc.unfreeze()  # the interpreter's own behaviour back
+            gc.set_threshold(*thresholds)
