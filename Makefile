@@ -22,7 +22,7 @@ PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 TRANSLATIONS := moscow_clock/translations
 COMPILE_TRANSLATIONS = $(1)/bin/pybabel -q compile --domain messages --directory $(TRANSLATIONS)
 
-.PHONY: help run check lint js test translations image image-distroless screenshot icons bench bench-accuracy bench-soak audit lock clean
+.PHONY: help run check lint js test translations image image-distroless screenshot icons bench bench-accuracy bench-soak bench-soak-hostile bench-churn audit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,6 +83,12 @@ bench: $(TEST_VENV)/.installed ## clients per process: lateness, memory, CPU vs 
 
 bench-soak: $(TEST_VENV)/.installed ## thousands of clients for 10 minutes, joining and leaving: is memory flat?
 	$(TEST_VENV)/bin/python -m bench.soak $(BENCH_ARGS)
+
+bench-soak-hostile: $(TEST_VENV)/.installed ## 30 minutes of clients plus impolite churn (404s, 400s, resets, vanished): is RSS flat?
+	$(TEST_VENV)/bin/python -m bench.soak --hostile-mix --clients 1000 --churn 10 --minutes 30 --every 60 $(BENCH_ARGS)
+
+bench-churn: $(TEST_VENV)/.installed ## RSS per 1,000 events of each kind of churn (BENCH_ARGS="--checkout main=PATH" to compare)
+	taskset -c 1 $(TEST_VENV)/bin/python -m bench.churn $(BENCH_ARGS)
 
 bench-accuracy: $(TEST_VENV)/.installed ## measure how close to the true second the page flips
 	scripts/ensure-browser $(TEST_VENV)

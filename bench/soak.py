@@ -11,6 +11,15 @@ generators' per-second histograms), the worst second's p99, the worst sync
 round trip, stalls and pauses; and the RSS after the ramp, at the end and the
 largest. `--server reference` soaks the `websockets` library's server
 instead (it has no stall metrics; its lateness and memory are comparable).
+
+`--hostile-mix` adds the churn that is not polite, at a steady rate beside
+the clients (`bench/churn.py --hostile`): 404s on new and keep-alive
+connections, 400s, websockets that close cleanly, vanish without a FIN
+(never read, never pong) or reset. Then the verdict is the RSS slope after
+`--warmup` minutes (least squares over the samples; target: at most 1 MB
+per 10 minutes). Sample each minute for the curve:
+
+    python -m bench.soak --clients 1000 --churn 10 --minutes 30 --every 60 --hostile-mix
 """
 
 from __future__ import annotations
@@ -49,6 +58,9 @@ def main() -> None:
     parser.add_argument("--server", default="moscow_clock", help="moscow_clock or reference")
     parser.add_argument("--checkout", type=Path, help="run moscow_clock from this checkout")
     parser.add_argument("--json", type=Path, help="write the per-minute figures here")
+    parser.add_argument("--hostile-mix", action="store_true", help="add the impolite churn")
+    parser.add_argument("--rates", help="the hostile mix's rates (bench/churn.py --rates)")
+    parser.add_argument("--warmup", type=float, default=5, help="minutes before the slope")
     args = parser.parse_args()
     raise_open_files()
     port = free_port()
@@ -83,6 +95,17 @@ def main() -> None:
             )
             for _ in range(2)
         ]  # fmt: skip
+        if args.hostile_mix:
+            generators.append(
+                subprocess.Popen(
+                    ["taskset", "-c", "1", sys.executable, "-m", "bench.churn",
+                     "--hostile", str(port), "--seconds", str(seconds + ramp),
+                     *(["--rates", args.rates] if args.rates else [])],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    preexec_fn=raise_open_files,
+                )
+            )  # fmt: skip
         time.sleep(ramp)
         start = time.monotonic()
         samples = []
@@ -112,8 +135,9 @@ def main() -> None:
             )
             time.sleep(min(args.every, max(0.0, seconds - elapsed)))
         end_rss = rss_bytes(process_tree(server.pid)) / 1e6
-        reports = [json.loads(g.communicate(timeout=120)[0]) for g in generators]
+        reports = [json.loads(g.communicate(timeout=180)[0]) for g in generators]
         generators = []
+        mix = reports.pop() if args.hostile_mix else None
     finally:
         for generator in generators:
             generator.kill()
@@ -154,10 +178,33 @@ def main() -> None:
         f"{max((x for _, x in rtts), default=float('nan')):.0f} ms; "
         f"load {load_before} -> {loadavg()}"
     )
+    slope = rss_slope(samples, args.warmup)
+    print(f"rss slope after {args.warmup:g} min: {slope:+.2f} MB per 10 minutes")
+    if mix is not None:
+        print(f"hostile mix: {mix}")
     if args.json:
         args.json.write_text(
-            json.dumps({"server": args.server, "samples": samples, "minutes": minutes}, indent=1)
-        )
+            json.dumps(
+                {"server": args.server, "checkout": str(args.checkout or ROOT),
+                 "samples": samples, "minutes": minutes, "rss_slope_mb_per_10min": slope,
+                 "hostile_mix": mix},
+                indent=1,
+            )
+        )  # fmt: skip
+
+
+def rss_slope(samples: list[dict[str, float]], warmup: float) -> float:
+    """Least-squares slope of RSS against time after `warmup` minutes, in MB
+    per 10 minutes (nan with fewer than two samples)."""
+    points = [(s["minute"], s["rss_mb"]) for s in samples if s["minute"] >= warmup]
+    if len(points) < 2:
+        return float("nan")
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_r = sum(r for _, r in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return float("nan")
+    return 10 * sum((t - mean_t) * (r - mean_r) for t, r in points) / spread
 
 
 if __name__ == "__main__":

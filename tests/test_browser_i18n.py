@@ -254,8 +254,9 @@ EMBED_PARENT = """<!doctype html><html lang="en"><head><title>Another site</titl
 
 
 async def test_embed_is_framed_by_another_origin_and_the_page_is_not(
-    context: BrowserContext, server: ServerProcess
+    context: BrowserContext, start_server: Start
 ) -> None:
+    server = start_server(EMBED_ORIGINS="*")  # written: framing is never the default
     html = EMBED_PARENT.format(clock=server.url, query="?lang=ru&hours=12&date=0")
     with ParentPage(html) as parent:
         page, problems = await new_page(context)
@@ -300,6 +301,7 @@ async def test_embed_origins_limits_who_may_frame(
         for origins, framed in (
             (f"http://localhost:{parent.port}", True),
             ("https://a.example", False),
+            ("", False),  # unset: nobody may frame it (fails closed)
         ):
             server = start_server(EMBED_ORIGINS=origins)
             parent.html = EMBED_PARENT.format(clock=server.url, query="")
@@ -430,12 +432,13 @@ async def test_reduced_motion_stops_the_status_pulse(
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_transparent_embed_is_legible(
-    browser: Browser, server: ServerProcess, scheme: str
+    browser: Browser, start_server: Start, scheme: str
 ) -> None:
     """Framed by a page that follows the colour scheme, the transparent embed
     shows the page's own background, and its text keeps WCAG AA contrast on it.
     (The parent is served at the clock's origin only so that the test can read
     into the frame; the framing itself is tested cross-origin above.)"""
+    server = start_server(EMBED_ORIGINS="*")
     context = await browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
     page = await context.new_page()
     parent = server.url + "/test-parent"

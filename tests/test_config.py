@@ -90,6 +90,7 @@ def test_blank_values_mean_default() -> None:
         # Nothing that could end the CSP directive reaches the header.
         ({"EMBED_ORIGINS": "https://a;b.example"}, "EMBED_ORIGINS: 'https://a;b.example'"),
         ({"EMBED_ORIGINS": "'self'"}, "EMBED_ORIGINS: \"'self'\" is not an origin"),
+        ({"EMBED_ORIGINS": "'none' https://a.example"}, "EMBED_ORIGINS: \"'none'\" is not an"),
         ({"NTP_SERVERS": "pool.ntp.org:ntp"}, "NTP_SERVERS: 'pool.ntp.org:ntp' is not host"),
         ({"NTP_SERVERS": "a [::1]x"}, r"NTP_SERVERS: '\[::1\]x' is not host"),
         ({"NTP_INTERVAL": "0.5"}, "NTP_INTERVAL=0.5 is out of range"),
@@ -160,8 +161,11 @@ def test_the_last_resort_exits_even_when_the_loop_cannot(monkeypatch: pytest.Mon
 
 
 def test_embed_origins() -> None:
-    assert Settings.from_env({}).embed_origins == ("*",)
-    assert Settings.from_env({"EMBED_ORIGINS": "  "}).embed_origins == ("*",)
+    # Fails closed: unset, empty, commas only or 'none' frame nothing; "*" only when written.
+    for value in (None, "", "  ", ",", " , ,", "'none'", " 'none' "):
+        env = {} if value is None else {"EMBED_ORIGINS": value}
+        assert Settings.from_env(env).embed_origins == (), value
+    assert Settings.from_env({"EMBED_ORIGINS": "*"}).embed_origins == ("*",)
     settings = Settings.from_env(
         {"EMBED_ORIGINS": "https://B.example:443/, http://localhost:8080 https://*.c.example"}
     )

@@ -14,8 +14,8 @@ import pytest
 from quart import Quart, request
 
 from moscow_clock import create_app
-from moscow_clock.core.headers import MAX_HEAD_BYTES
-from moscow_clock.web.headers import SECURITY_HEADERS
+from moscow_clock.core.request_head import MAX_HEAD_BYTES
+from moscow_clock.core.security_headers import SECURITY_HEADERS
 
 from .support.server import ServerProcess, free_port
 from .support.timing import scaled

@@ -16,7 +16,9 @@ from websockets.exceptions import InvalidStatus
 
 from .support.clients import http, next_tick, request, watched_ticks
 from .support.rawws import (
+    PONG,
     SYNC,
+    client_frame,
     flood_then_read_close,
     flood_until_blocked,
     is_closed_by_peer,
@@ -136,7 +138,11 @@ async def test_clients_that_never_read_are_dropped_and_cannot_hurt_the_others(
     they are cut off. Ordinary clients keep prompt ticks throughout and the
     server's memory stays bounded. (The flood limit is lifted so the twenty
     fill their buffers fast: the send timeout is under test here.)"""
-    server = start_server(SEND_TIMEOUT="2", ACCESS_LOG="false", WS_MESSAGE_RATE="1000000")
+    # No ping comes while the test runs: none of these clients would answer
+    # it, and an unanswered ping resets too (test_a_client_that_never_reads_*).
+    server = start_server(
+        SEND_TIMEOUT="2", ACCESS_LOG="false", WS_MESSAGE_RATE="1000000", WS_PING_INTERVAL="600"
+    )
     rss_before = server.rss_bytes()
     async with watched_ticks(server) as lateness:
         await until(lambda: len(lateness) >= 1, 3, "the bystander's first tick")
@@ -254,6 +260,36 @@ async def test_silent_vanished_clients_are_reaped_by_pings(start_server: Start) 
         await next_tick(live)  # still connected: it answered every ping
     silent.close()
     assert 1.0 < reaped_after < scaled(3.5), reaped_after
+
+
+async def test_a_client_that_never_reads_is_closed_though_it_sends_pongs(
+    start_server: Start,
+) -> None:
+    """Unsolicited pongs (one every 0.2 s, well inside the read timeout) used
+    to keep a client that never reads alive until its buffers filled, minutes
+    later. It cannot answer our ping, so it goes after SEND_TIMEOUT; a polite
+    client beside it stays."""
+    server = start_server(WS_PING_INTERVAL="0.5", SEND_TIMEOUT="1")
+    deaf = open_raw(server.port)
+    pong = client_frame(PONG, b"alive")
+
+    def pong_until_cut_off(seconds: float) -> float | None:
+        """Seconds until a send fails (the server reset it); None: it never did."""
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            try:
+                deaf.sendall(pong)
+            except OSError:
+                return time.monotonic() - started
+            time.sleep(0.2)
+        return None
+
+    async with websockets.connect(server.ws_url) as polite:
+        cut_after = await asyncio.to_thread(pong_until_cut_off, scaled(10))
+        await next_tick(polite)  # answered every ping: still here
+    deaf.close()
+    assert cut_after is not None, "a client that never reads was kept for 10 s"
+    assert cut_after < scaled(2 * 0.5 + 1 + 1.5), cut_after  # first ping, SEND_TIMEOUT, slack
 
 
 async def test_connection_cap_refuses_cleanly_with_503(start_server: Start) -> None:

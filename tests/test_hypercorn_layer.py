@@ -280,6 +280,34 @@ async def test_pings_are_answered_at_a_bounded_rate_then_closed() -> None:
     assert b"too many frames" in written(send)[-1]
 
 
+async def test_a_ping_unanswered_within_the_send_timeout_resets_whatever_else_comes() -> None:
+    """A client that never reads cannot answer our ping: unsolicited pongs
+    (and messages) do not keep it (issue 18, item 3)."""
+    stream, send, _ = await accepted_stream()
+    stream.tcp = Mock()
+    await stream.ping()
+    (ping,) = [data for data in written(send) if data[0] == 0x89]
+    assert len(ping) == 2 + 4  # a payload to echo: 4 bytes the client cannot guess
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, b"")))  # unsolicited
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, b"\0\0\0\0")))
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x81, b'{"type":"x"}')))
+    await until(lambda: stream.tcp.abort.called, 1, "reset after the send timeout")
+    stream.tcp.abort.assert_called_once()
+
+
+async def test_the_pong_to_our_ping_keeps_the_connection() -> None:
+    stream, send, _ = await accepted_stream()
+    stream.tcp = Mock()
+    await stream.ping()
+    (ping,) = [data for data in written(send) if data[0] == 0x89]
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, ping[2:])))
+    await stream.ping()  # the next round's ping goes out: the last one was answered
+    assert len([data for data in written(send) if data[0] == 0x89]) == 2
+    await stream.handle(Data(stream_id=1, data=raw_frame(0x8A, written(send)[-1][2:])))
+    await asyncio.sleep(SEND_TIMEOUT * 3)  # a span past the deadline, not a wait for anything
+    stream.tcp.abort.assert_not_called()
+
+
 def test_the_budget_counts_frames_bytes_and_fragments() -> None:
     budget = Budget(Limits(10, 100, fragments=3, message_s=1, pongs_per_s=1), now=0)
     assert [budget.charge(0, True, 0) for _ in range(31)][-2:] == [None, "too many frames"]
@@ -806,3 +834,36 @@ async def test_reads_share_one_deadline_timer_that_moves_only_when_it_fires() ->
     reader.feed_eof()
     await asyncio.wait_for(reading, scaled(1))
     assert server._read_deadline is None  # cancelled with the connection's end
+
+
+async def test_hypercorns_own_500_carries_the_headers() -> None:
+    """An app that fails before it answers gets Hypercorn's own 500, which
+    passes through `H11Protocol.stream_send` like every stream's response:
+    the security headers go on it there (one place for every stream)."""
+    sent: list[Any] = []
+
+    async def send(event: Any) -> None:
+        sent.append(event)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("fails before answering")
+
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        protocol = H11Protocol(
+            ASGIWrapper(app),  # type: ignore[arg-type]
+            config(),
+            WorkerContext(None),
+            group,
+            ConnectionState_({}),
+            False,
+            None,
+            None,
+            send,
+        )
+        await protocol.handle(RawData(b"GET / HTTP/1.1\r\nHost: clock\r\n\r\n"))
+        await until(lambda: any(isinstance(e, RawData) for e in sent), 2, "a response")
+        await protocol.handle(Closed())
+    response = b"".join(event.data for event in sent if isinstance(event, RawData))
+    assert response.startswith(b"HTTP/1.1 500 ")
+    for name, value in HEADERS:
+        assert f"{name.lower()}: {value}".encode() in response.lower()

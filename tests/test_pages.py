@@ -114,8 +114,8 @@ async def test_embed(app: Quart) -> None:
     assert 'id="clock"' in html
     assert 'id="date"' in html
     assert 'class="embed"' in html
-    assert "frame-ancestors *" in headers["Content-Security-Policy"]
-    assert "frame-ancestors 'none'" not in headers["Content-Security-Policy"]
+    # EMBED_ORIGINS unset: nobody may frame it (test_embed_origins_setting: who may).
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers["Cache-Control"] == "no-store"
     _, html, _ = await get(app, "/embed?date=0&bg=transparent")
     assert 'id="date"' not in html
@@ -131,6 +131,10 @@ async def test_only_embed_may_be_framed(app: Quart) -> None:
 
 
 async def test_embed_origins_setting() -> None:
+    settings = Settings.from_env({"EMBED_ORIGINS": "*"})
+    app = create_app(clock=lambda: FIXED_MS, settings=settings)
+    _, _, headers = await get(app, "/embed")
+    assert "frame-ancestors *;" in headers["Content-Security-Policy"]
     settings = Settings.from_env({"EMBED_ORIGINS": "https://b.example http://localhost:8080"})
     app = create_app(clock=lambda: FIXED_MS, settings=settings)
     _, _, headers = await get(app, "/embed")
@@ -245,7 +249,7 @@ async def test_embed_registers_no_service_worker_and_keeps_both_csp_parts(app: Q
     assert 'rel="manifest"' not in html
     assert "data-server-error-ms=" in html  # the same accuracy as the page
     csp = headers["Content-Security-Policy"]
-    assert "frame-ancestors *" in csp
+    assert "frame-ancestors 'none'" in csp  # EMBED_ORIGINS unset
     assert "worker-src 'self'" in csp
     assert "manifest-src 'self'" in csp
     _, html, headers = await get(app, "/", EN)

@@ -42,15 +42,16 @@ class Settings:
     # /ws from a browser; "*" allows any. Guards against cross-site hijacking.
     allowed_origins: frozenset[str] = frozenset()
     # Origins whose pages may show /embed in a frame (CSP frame-ancestors);
-    # "*" allows any. Every other page may never be framed.
-    embed_origins: tuple[str, ...] = ("*",)
+    # "*" allows any, only when written. Unset or empty: none may (fails
+    # closed). Every other page may never be framed.
+    embed_origins: tuple[str, ...] = ()
     # Every websocket is pinged this often (server/pinger.py, one pinger per
     # process); a peer silent (no pong, no message) for three intervals is
     # closed, so vanished clients are reaped.
     ws_ping_interval: float = 20.0
     # A client whose socket takes no bytes for this long (it never reads, or
-    # vanished mid-write), or that leaves our close frame unanswered this
-    # long, is cut off, so it cannot pin buffers or a shutdown indefinitely.
+    # vanished mid-write), that leaves our ping or our close frame unanswered
+    # this long, is cut off, so it cannot pin buffers or a shutdown indefinitely.
     send_timeout: float = 5.0
     # Load shedding: a websocket handshake is refused (503, Retry-After) when
     # one more client would make the tick's fan-out to everyone take longer
@@ -168,7 +169,7 @@ class Settings:
                 env, "MAX_CONNECTIONS", defaults.max_connections, low=1, high=1_000_000
             ),
             allowed_origins=_origins(env, "ALLOWED_ORIGINS"),
-            embed_origins=_embed_origins(env, "EMBED_ORIGINS") or defaults.embed_origins,
+            embed_origins=_embed_origins(env, "EMBED_ORIGINS"),
             ws_ping_interval=_number(
                 env, "WS_PING_INTERVAL", defaults.ws_ping_interval, low=0.5, high=3600.0
             ),
@@ -285,7 +286,10 @@ _CSP_ORIGIN = re.compile(r"^https?://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f
 
 
 def _embed_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Frame ancestors for /embed: `*` or origins, as for ALLOWED_ORIGINS."""
+    """Frame ancestors for /embed: `*` or origins, as for ALLOWED_ORIGINS;
+    none for an empty value or `'none'` written alone."""
+    if (_raw(env, name) or "").strip() == "'none'":
+        return ()
     origins = _origins(env, name)
     for origin in origins:
         if origin != "*" and not _CSP_ORIGIN.match(origin):

@@ -62,3 +62,8 @@ class Every:
             return False
         self._next[key] = now + self.interval
         return True
+
+    def take_suppressed(self) -> int:
+        """The noes since the last call, for the line that does get out."""
+        taken, self.suppressed = self.suppressed, 0
+        return taken

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..core.headers import MAX_HEAD_BYTES
 from ..core.origin import host_allowed, origin_allowed
+from ..core.request_head import MAX_HEAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,25 +1,37 @@
-"""The garbage collector kept off the clock's critical path (process policy).
+"""The garbage collector kept off the clock's critical path, without keeping
+dead objects alive (process policy).
 
-A full collection walks every object the collector tracks, over a hundred
-per websocket (Hypercorn's and asyncio's per-connection machinery), so at
-10,000 clients one stopped the whole process whenever enough had changed,
-and every client's tick was late by as much.
+A full collection walks every object the collector tracks, ~130 per
+websocket (Hypercorn's and asyncio's per-connection machinery), so at 10,000
+clients one stopped the whole process for a noticeable time, and every
+client's tick was late by as much (docs/PERFORMANCE.md, "Stalls"). The way
+out is `gc.freeze()`: frozen objects are walked by no collection. Its cost is
+that cyclic garbage among frozen objects is never found; reference counting
+still frees everything else the moment it is dropped.
 
-Here whatever survives any collection is moved out of the collector's sight
-with `gc.freeze()` right after it, so each collection walks only what was
-made since the one before (at most what the young generation's threshold
-lets in). First tried: freezing once a second (a second of a reconnect
-storm brings enough new objects for full collections over them to stall
-the process), then after each generation-1 collection: every connection
-re-arms its pending read (a coroutine, a future, a timer) whenever data
-arrives, so the long gap between generation-1 collections left live
-objects of every client to walk each time (docs/PERFORMANCE.md, Figures
-the code cites). Frozen objects are still freed by reference counting the
-moment they are dropped; what the collector no longer finds is cyclic
-garbage among them, which is why `hypercorn/tcp.py` breaks the one cycle a
-finished connection left behind (with it broken, closed connections leave no
-cyclic garbage at all). Whatever might still leak that way is swept, all at
-once, at a long interval, right after a tick's fan-out.
+So what is frozen must be what lives long:
+
+- everything made while starting (modules, the app, templates);
+- what has survived a *full* collection that took long enough to matter
+  (`FREEZE_AFTER_S`): by then the unfrozen heap is mostly the websockets
+  admitted since the last freeze (long-lived), and the transient objects of
+  the requests in flight at that instant are a few among them.
+
+The young generations are collected by CPython's own thresholds (bounded:
+at most a few thousand new objects each). Full collections walk only what
+is not frozen, which the rule above keeps small, and are let in after every
+generation-1 collection (CPython's own rule still makes them wait until the
+unfrozen old generation has grown by a quarter), not after ten: at ten, the
+first full collection after a reconnect wave met ten generation-1
+collections' worth of new objects at once. The policy before this one froze whatever survived *any*
+collection, including the objects of every request and connection still in
+flight, so each one's cyclic garbage (an exception's traceback, a parser's
+generator) outlived it until an hourly sweep: RSS grew with every 404, 400,
+reset or reaped client (issue 18; the figures are in docs/PERFORMANCE.md,
+"Memory under churn"). What a freeze can still catch (the cycles of what
+was in flight at that instant) is bounded per freeze, not per event, and is
+freed by the sweep: everything unfrozen, one full collection, frozen again,
+at a long interval, right after a tick's fan-out.
 """
 
 from __future__ import annotations
@@ -33,38 +45,64 @@ from typing import Any
 
 log = logging.getLogger("moscow_clock.server")
 
-# Sweeps (unfreeze, collect everything, freeze) this far apart: the one full
-# collection that remains, bounding what a stray cycle among frozen objects
-# could keep.
+# Sweeps (unfreeze, collect everything, freeze) this far apart: bounding what
+# a stray cycle among frozen objects could keep.
 SWEEP_EVERY_S = 3600.0
+# A full collection of the unfrozen heap that took this long freezes what it
+# left: the heap has grown by enough long-lived objects that walking them
+# again at every full collection would start to cost ticks.
+FREEZE_AFTER_S = 0.005
+# Generation-1 collections between two full ones (CPython's default: 10).
+FULL_AFTER = 1
 
 
 class GcPolicy:
-    """Freeze what survives each collection; sweep everything rarely."""
+    """Freeze at start-up and after a full collection that took long; leave
+    young collections to CPython; sweep everything rarely."""
 
-    def __init__(self, *, sweep_every: float = SWEEP_EVERY_S) -> None:
+    def __init__(
+        self,
+        *,
+        sweep_every: float = SWEEP_EVERY_S,
+        freeze_after: float = FREEZE_AFTER_S,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.sweep_every = sweep_every
+        self.freeze_after = freeze_after
         self.sweeps = 0
         self.freezes = 0
+        self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._started: float | None = None  # of the full collection under way
         self._freeze_due = False
+        self._sweeping = False
 
     @staticmethod
     def start_up() -> None:
         """Everything made while starting (modules, the app) lives forever."""
         gc.collect()
         gc.freeze()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, FULL_AFTER)
 
-    def after_collection(self, phase: str, info: dict[str, Any]) -> None:
-        """A `gc.callbacks` hook: what survived a collection is out of the
-        next one's way; freeze it (soon, outside the collector)."""
-        if phase != "stop" or self._freeze_due:
+    def on_collection(self, phase: str, info: dict[str, Any]) -> None:
+        """A `gc.callbacks` hook: a full collection that took long asks for
+        a freeze of what it left (soon, on the loop, outside the collector)."""
+        if info.get("generation") != 2 or self._sweeping:
+            return
+        if phase == "start":
+            self._started = self._clock()
+            return
+        started, self._started = self._started, None
+        if started is None or self._freeze_due or self._clock() - started < self.freeze_after:
             return
         if self._loop is not None and not self._loop.is_closed():
             self._freeze_due = True
             self._loop.call_soon(self.freeze_survivors)
 
     def freeze_survivors(self) -> None:
+        """What the last full collection left is alive; out of every later
+        collection's way."""
         self._freeze_due = False
         gc.freeze()
         self.freezes += 1
@@ -72,9 +110,13 @@ class GcPolicy:
     def sweep(self) -> int:
         """Everything back in sight, one full collection, frozen again."""
         started = time.perf_counter()
-        gc.unfreeze()
-        found = gc.collect()
-        gc.freeze()
+        self._sweeping = True  # (its collection asks for no freeze: it ends in one)
+        try:
+            gc.unfreeze()
+            found = gc.collect()
+            gc.freeze()
+        finally:
+            self._sweeping = False
         self.sweeps += 1
         pause_ms = round((time.perf_counter() - started) * 1000)
         # Counting the frozen objects walks them all: done only here, where the
@@ -89,8 +131,9 @@ class GcPolicy:
 
     async def run(self, wall: Callable[[], float] = time.time) -> None:
         self._loop = asyncio.get_running_loop()
+        thresholds = gc.get_threshold()
         self.start_up()
-        gc.callbacks.append(self.after_collection)
+        gc.callbacks.append(self.on_collection)
         try:
             while True:
                 await asyncio.sleep(self.sweep_every)
@@ -98,5 +141,6 @@ class GcPolicy:
                 await asyncio.sleep((0.3 - wall() % 1.0) % 1.0)
                 self.sweep()
         finally:
-            gc.callbacks.remove(self.after_collection)
+            gc.callbacks.remove(self.on_collection)
             gc.unfreeze()  # the interpreter's own behaviour back
+            gc.set_threshold(*thresholds)

@@ -27,7 +27,7 @@ from hypercorn.config import Config
 
 from ..core.asgi import ASGIApp
 from ..core.config import Settings
-from ..core.headers import MAX_HEAD_BYTES
+from ..core.request_head import MAX_HEAD_BYTES
 from . import hypercorn as layer
 from . import pinger
 from .collector import GcPolicy
@@ -85,7 +85,7 @@ def hypercorn_config(
         fd = settings.metrics_fd
         config.bind.append(f"fd://{fd}" if fd is not None else settings.metrics_bind)
     # The documented 16 KB limit on a request head. h11 enforces it only
-    # while a head is incomplete; the app checks complete ones (core/headers.py).
+    # while a head is incomplete; the app checks complete ones (core/request_head.py).
     config.h11_max_incomplete_size = MAX_HEAD_BYTES
     config.h2_max_header_list_size = MAX_HEAD_BYTES
     config.loglevel = settings.log_level.upper()

@@ -15,8 +15,13 @@ from werkzeug.exceptions import MisdirectedRequest, NotFound, RequestHeaderField
 
 from ..core.clock import Clock, wall_clock_ms
 from ..core.config import Settings
-from ..core.headers import MAX_HEAD_BYTES, head_size
 from ..core.origin import host_allowed
+from ..core.request_head import MAX_HEAD_BYTES, head_size
+from ..core.security_headers import (
+    CONTENT_SECURITY_POLICY,
+    SECURITY_HEADERS,
+    content_security_policy,
+)
 from ..live.admission import Budget, Gate, Load
 from ..live.clockmonitor import ClockMonitor, ClockSource
 from ..live.kernelclock import StateFile, kernel_clock_state
@@ -27,8 +32,8 @@ from ..live.ticker import Ticker
 from . import l10n
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
-from .headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS, content_security_policy
 from .pwa import register_shell
+from .ranges import RangeResponse
 from .runtime import Runtime, current_runtime, on_metrics_listener
 from .views import blueprint
 
@@ -55,6 +60,7 @@ def create_app(
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    app.response_class = RangeResponse  # byte ranges as RFC 9110 has them (ranges.py)
     # Static files revalidate (ETag, Last-Modified) instead of going stale:
     # there is no build step that would put a hash in their names.
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
@@ -65,9 +71,7 @@ def create_app(
     # redirect through a forged Host). Such paths are simply not found.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
-    app.config["EMBED_CONTENT_SECURITY_POLICY"] = content_security_policy(
-        " ".join(settings.embed_origins)
-    )
+    app.config["EMBED_CONTENT_SECURITY_POLICY"] = content_security_policy(settings.embed_origins)
     l10n.install(app)
     ticker = Ticker(clock)
     loop_lag = LoopLag()

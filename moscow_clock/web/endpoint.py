@@ -11,12 +11,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ..core.asgi import ASGIApp, Receive, Scope, Send
-from ..core.headers import head_size
+from ..core.request_head import head_size
+from ..core.security_headers import with_security_headers
 from ..core.wire import PREFRAMED
 from ..live.admission import NOT_HERE, Admitted, Refusal, screen
 from ..live.session import SHUTTING_DOWN, Session
 from ..live.ticker import TickerClosed
-from .headers import with_security_headers
 from .runtime import Runtime, on_metrics_listener
 
 log = logging.getLogger("moscow_clock.websocket")

@@ -2,19 +2,26 @@
 
 API paths and clients that prefer JSON get `{"error": ..., "status": ...}`;
 browsers get a small page in the clock's own style. Anything unexpected is
-logged here in full and answered with a plain 500.
+answered with a plain 500 and logged here with its traceback, at most once
+per `TRACEBACK_EVERY_S` (a request that fails every time must not fill the
+log: the next traceback says how many were left out).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from quart import Quart, Response, has_request_context, jsonify, render_template, request, websocket
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ..core.ratelimit import Every
 from .l10n import gettext as _
 
 log = logging.getLogger(__name__)
+
+TRACEBACK_EVERY_S = 10.0
+_tracebacks = Every(TRACEBACK_EVERY_S)
 
 
 def register_error_pages(app: Quart) -> None:
@@ -42,7 +49,13 @@ async def _http_error(error: HTTPException) -> Response:
 
 async def _unexpected_error(error: Exception) -> Response:
     where = f"{request.method} {request.path}" if has_request_context() else websocket.path
-    log.exception("unhandled error on %s", where, exc_info=error)
+    if _tracebacks.due(time.monotonic()):
+        log.error(
+            "unhandled error on %s (%d more since the last one logged)",
+            where,
+            _tracebacks.take_suppressed(),
+            exc_info=error,
+        )
     return await _http_error(InternalServerError())
 
 

@@ -21,6 +21,7 @@ from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response
 from hypercorn.typing import AppWrapper, ConnectionState, H11SendableEvent, TaskGroup, WorkerContext
 
+from ...core.security_headers import merged
 from .options import options_of
 from .tcp import current
 
@@ -39,8 +40,10 @@ class H11Protocol(hypercorn_h11.H11Protocol):
        the connection after its response** (RFC 9112 6.1: MUST), so nothing
        smuggled behind it is read as a next request. (h11 answers it and
        keeps the connection; no upstream issue.)
-    3. **Hypercorn's own 400/431** carry the app's headers (CSP, nosniff)
-       (`_send_error_response`, replaced: same response, more headers).
+    3. **Every response carries the app's headers** (CSP, nosniff), the
+       ones Hypercorn and h11 write themselves too: their 400/431
+       (`_send_error_response`, replaced: same response, more headers) and
+       any stream's 404/500 (`stream_send`).
     4. **No `asyncio.Event` until someone waits** (`__init__`): `can_read`
        is waited on only when h11 pauses a pipelined request, but Hypercorn's
        event allocates a 760-byte deque on creation, for every connection and
@@ -92,18 +95,21 @@ class H11Protocol(hypercorn_h11.H11Protocol):
         if self.must_close and isinstance(event, Response) and event.status_code >= 200:
             event = dataclasses.replace(event, headers=[*event.headers, (b"connection", b"close")])
             self.must_close = False
+        if isinstance(event, Response) and (extra := options_of(self.config).headers):
+            # Every stream's response, Hypercorn's own 404/500 too (change 3).
+            event = dataclasses.replace(event, headers=merged(event.headers, extra))
         await super().stream_send(event)
 
     async def _send_error_response(self, status_code: int) -> None:
         await self._send_h11_event(
             h11.Response(
                 status_code=status_code,
-                headers=list(
+                headers=merged(
                     chain(
                         [(b"content-length", b"0"), (b"connection", b"close")],
                         self.config.response_headers("h11"),
-                        options_of(self.config).headers,
-                    )
+                    ),
+                    options_of(self.config).headers,
                 ),
             )
         )

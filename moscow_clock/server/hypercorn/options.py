@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from hypercorn.config import Config, Sockets
 
 from ...core.budget import Limits
+from ...core.security_headers import encoded
 from .listen import long_queue
 from .pending import Connections
 from .shed import RefuseUpgrade
@@ -34,9 +35,7 @@ class Options:
 
     @staticmethod
     def encode_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
-        return tuple(
-            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
-        )
+        return encoded(headers)
 
 
 class ServerConfig(Config):

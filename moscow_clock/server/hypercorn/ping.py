@@ -14,5 +14,8 @@ from wsproto.events import Ping
 
 
 async def send_ping(stream: WSStream) -> None:
-    """Ping `stream`'s peer; a closing stream drops it, as Hypercorn's does."""
-    await stream._send_wsproto_event(Ping())
+    """Ping `stream`'s peer; a closing stream drops it, as Hypercorn's does.
+    Our own stream (streams.py) also holds the pong due within its send
+    timeout; a plain Hypercorn stream is pinged as Hypercorn pings it."""
+    ping = getattr(stream, "ping", None)
+    await (ping() if ping is not None else stream._send_wsproto_event(Ping()))

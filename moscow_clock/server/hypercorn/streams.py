@@ -8,6 +8,7 @@ Installed by rebinding `WSStream` in `hypercorn.protocol.h11` and
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -29,6 +30,7 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import WEBSOCKET_VERSION
 
 from ...core.budget import TOO_SLOW, Budget
+from ...core.security_headers import merged
 from ...core.wire import CLIENT_CLOSE_FRAME_MAX, FRAME, ends_with_client_close
 from .. import pinger
 from . import guard
@@ -84,6 +86,12 @@ class WSStream(ws_stream.WSStream):
        760 bytes up front, for a queue that only ever holds the one event of
        a connection lost. (Memory per connection; skipped unless
        `guard.holds("wsproto.connection")`.)
+    8. **A reader, not just a sender** (`ping`): each ping the pinger sends
+       carries a payload the client cannot guess, and its pong must come
+       back within `send_timeout` or the connection is reset. Only a client
+       that reads what we send can answer it: before, any bytes it sent
+       (unsolicited pongs every 15 s) kept a client that never read alive
+       until its kernel buffers filled, minutes later. (No upstream issue.)
     """
 
     def __init__(
@@ -108,6 +116,8 @@ class WSStream(ws_stream.WSStream):
         self._tail = b""  # the last of them: does the client's close frame end them?
         self._deadline: asyncio.TimerHandle | None = None  # of the close handshake
         self._message_deadline: asyncio.TimerHandle | None = None  # of a fragmented message
+        self._ping_payload = b""  # of the ping awaiting its pong (change 8)
+        self._pong_deadline: asyncio.TimerHandle | None = None
 
     # --- reading -------------------------------------------------------
 
@@ -169,6 +179,8 @@ class WSStream(ws_stream.WSStream):
                     return
                 if isinstance(event, Ping) and budget.may_pong(now):
                     await self._send_wsproto_event(event.response())
+                elif isinstance(event, Pong) and event.payload == self._ping_payload:
+                    self._clear_pong_deadline()  # it has read up to our ping
             elif isinstance(event, CloseConnection):
                 if self.connection.state == ConnectionState.REMOTE_CLOSING:
                     await self.close(event.code, event.reason or "", answer=True)
@@ -205,6 +217,7 @@ class WSStream(ws_stream.WSStream):
         self.close_sent = True
         self.buffer.clear()
         self._clear_message_deadline()
+        self._clear_pong_deadline()
         if self.tcp is not None:
             self.tcp.closing()
         self._tell_app(int(code))
@@ -247,11 +260,37 @@ class WSStream(ws_stream.WSStream):
             self._message_deadline.cancel()
             self._message_deadline = None
 
+    def _clear_pong_deadline(self) -> None:
+        if self._pong_deadline is not None:
+            self._pong_deadline.cancel()
+            self._pong_deadline = None
+
     def _cancel_timers(self) -> None:
         self._clear_message_deadline()
+        self._clear_pong_deadline()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    # --- liveness (change 8) ---------------------------------------------
+
+    async def ping(self) -> None:
+        """The pinger's ping: its pong is due within `send_timeout`."""
+        if not self.writable or self._pong_deadline is not None:
+            return  # closing, or the last ping's pong is still due
+        self._ping_payload = os.urandom(4)
+        self._pong_deadline = asyncio.get_running_loop().call_later(
+            self.options.send_timeout, self._pong_overdue
+        )
+        await self._send_wsproto_event(Ping(self._ping_payload))
+
+    def _pong_overdue(self) -> None:
+        """It has not read our ping: reset (a close frame would not be read either)."""
+        self._pong_deadline = None
+        if not self.closed and self.tcp is not None:
+            self.tcp.abort()
+        elif not self.closed:
+            self.task_group.spawn(self.send, StreamClosed(stream_id=self.stream_id))
 
     # --- writing -------------------------------------------------------
 
@@ -276,7 +315,7 @@ class WSStream(ws_stream.WSStream):
             close = cast(dict[str, Any], message)
             return self.close(int(close.get("code", 1000)), close.get("reason") or "")
         elif kind == "websocket.http.response.start" and self.options.headers:
-            headers = _with(list(cast(dict[str, Any], message)["headers"]), self.options.headers)
+            headers = merged(cast(dict[str, Any], message)["headers"], self.options.headers)
             message = cast(ASGISendEvent, {**message, "headers": headers})
         return super().app_send(message)
 
@@ -306,7 +345,7 @@ class WSStream(ws_stream.WSStream):
         if status_code == 400 and self._wrong_version():
             status_code = 426
             headers.append((b"sec-websocket-version", WEBSOCKET_VERSION))
-        headers = _with(headers, self.options.headers)
+        headers = merged(headers, self.options.headers)
         await self.send(
             Response(stream_id=self.stream_id, status_code=status_code, headers=headers)
         )
@@ -326,14 +365,6 @@ class WSStream(ws_stream.WSStream):
 
 async def _nothing() -> None:
     pass
-
-
-def _with(
-    headers: list[tuple[bytes, bytes]], extra: tuple[tuple[bytes, bytes], ...]
-) -> list[tuple[bytes, bytes]]:
-    """`headers` plus those of `extra` it does not set itself."""
-    present = {name.lower() for name, _ in headers}
-    return headers + [(name, value) for name, value in extra if name not in present]
 
 
 class _Events(list[Any]):

@@ -25,6 +25,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.typing import AppWrapper, LifespanState
 
 from ...core.ratelimit import Every
+from ...core.security_headers import merged
 from . import guard
 from .options import ServerConfig, options_of
 from .shed import RefuseUpgrade, refusal, upgrade_path
@@ -127,6 +128,11 @@ class TCPServer(tcp_server.TCPServer):
             # (collector.py).
             self.__dict__.pop("protocol", None)
             self.__dict__.pop("_task_group", None)
+            # And the error that ended it (a reset, a read timeout), which the
+            # reader keeps: its traceback holds frames that hold this server.
+            error = self.reader.exception()
+            if error is not None:
+                error.__traceback__ = None
 
     async def _read_data(self) -> None:
         refuse = self.options.refuse_upgrade
@@ -144,7 +150,11 @@ class TCPServer(tcp_server.TCPServer):
                     )
                 try:
                     data = await reader.read(tcp_server.MAX_RECV)
-                except (ConnectionError, OSError, TimeoutError, SSLError):
+                except (ConnectionError, OSError, TimeoutError, SSLError) as error:
+                    # The reader keeps the error, whose traceback holds this
+                    # frame, which holds the reader: a cycle that would keep
+                    # the whole connection for the collector (collector.py).
+                    error.__traceback__ = None
                     break
                 finally:
                     self._reading_since = None
@@ -186,7 +196,7 @@ class TCPServer(tcp_server.TCPServer):
             return True
         path = upgrade_path(data)
         if path is not None and refuse(path):
-            headers = [*self.config.response_headers("h11"), *self.options.headers]
+            headers = merged(self.config.response_headers("h11"), self.options.headers)
             self.writer.write(refusal(headers))
             await self._close()  # now, not when the idle timeout would
             return True
