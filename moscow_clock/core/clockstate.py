@@ -53,20 +53,6 @@ class ClockState:
 UNKNOWN = ClockState(synchronized=None, max_error_ms=None, estimated_error_ms=None)
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """The local clock compared with an NTP server (the lowest-delay sample).
-
-    `offset_ms` is local minus reference: positive when this server's clock is
-    ahead. `delay_ms` is the round trip, so the offset is exact to delay/2.
-    """
-
-    offset_ms: float
-    delay_ms: float
-    server: str
-    measured_at_ms: float
-
-
 def decode_timex(
     result: int,
     status: int,
