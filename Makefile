@@ -45,6 +45,7 @@ check: lint ## the fast tier: lint, types, unit and property tests (seconds, not
 test: lint ## everything: lint, types and the whole test suite (servers, Chromium, images)
 	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	scripts/ensure-browser $(TEST_VENV)
+	scripts/ensure-chrony
 	scripts/ensure-containers
 	$(WITH_CONTAINERS) PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

@@ -352,6 +352,7 @@ def _server_numbers(selection: Selection, server: str) -> dict[str, object]:
             return {
                 "reach": peer.reach,
                 "reachable": peer.reach != 0,
+                "polls": peer.polls,
                 "offset_ms": finite(peer.offset_ms),
                 "delay_ms": finite(peer.delay_ms),
                 "stratum": peer.stratum,

@@ -77,6 +77,7 @@ class Peer:
     leap: int
     age_ms: float
     reach: int
+    polls: int = 0
 
     @property
     def root_distance_ms(self) -> float:
@@ -148,6 +149,7 @@ class ServerFilter:
             leap=sample.leap,
             age_ms=age_ms,
             reach=self.reach,
+            polls=self.polls,
         )
 
 
