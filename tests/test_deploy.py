@@ -4,6 +4,8 @@ the published schemas for the GitHub workflow and the Renovate config."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from moscow_clock import create_app
+from moscow_clock.core.clockstate import Check, Health
+from moscow_clock.core.config import Settings
+from moscow_clock.core.selection import Verdict
+
+from .conftest import SYNCED
 from .support.server import ROOT
 from .support.timing import scaled
 
@@ -116,3 +124,72 @@ def test_compose_file_hardens_the_container() -> None:
 def test_hosting_config_matches_its_schema(schema: str, path: str) -> None:
     result = tool(BIN / "check-jsonschema", "--builtin-schema", schema, ROOT / path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+RULES = ROOT / "deploy" / "kubernetes" / "monitoring" / "prometheusrule.yaml"
+DURATION = re.compile(r"^\d+[smhd]$")
+
+
+def _metric_families() -> set[str]:
+    """Every metric family the app exports (# TYPE lines), NTP servers configured."""
+    app = create_app(
+        settings=Settings(ntp_servers=(("127.0.0.1", 9),)), clock_source=lambda: SYNCED
+    )
+
+    async def scrape() -> str:
+        response = await app.test_client().get("/metrics")
+        return await response.get_data(as_text=True)
+
+    text = asyncio.run(scrape())
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+def test_clock_alerts_are_a_valid_prometheus_rule_on_metrics_we_export() -> None:
+    """The PrometheusRule's shape (the Prometheus Operator's CRD: groups of
+    rules with alert, expr, for, labels, annotations), kube-prometheus' style
+    (a `for:` on every alert, a severity, a summary and a description), and
+    every metric and label value it names exists in what the app exports."""
+    rule = yaml.safe_load(RULES.read_text())
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"]["name"] == "moscow-clock"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    kustomization = yaml.safe_load((RULES.parent / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == [RULES.name]
+    exported = _metric_families()
+    label_values = {
+        "health": {h.value for h in Health},
+        "state": {v.value for v in Verdict},
+    }
+    alerts = []
+    for group in rule["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+        for item in group["rules"]:
+            assert set(item) == {"alert", "expr", "for", "labels", "annotations"}, item
+            alerts.append(item["alert"])
+            assert DURATION.match(item["for"]), item
+            assert item["labels"]["severity"] in {"info", "warning", "critical"}
+            assert set(item["annotations"]) == {"summary", "description"}
+            expr = item["expr"]
+            assert expr.count("(") == expr.count(")")
+            assert expr.count("[") == expr.count("]")
+            names = set(re.findall(r"\bmoscow_clock_[a-z_]+", expr))
+            assert names, expr
+            assert names <= exported, names - exported
+            for label, value in re.findall(r'(\w+)="([^"]*)"', expr):
+                assert value in label_values[label], (label, value)
+    for wanted in (
+        "MoscowClockNotSynchronising",
+        "MoscowClockSkewDetected",
+        "MoscowClockNtpNoMajority",
+        "MoscowClockNtpReferenceStale",
+    ):
+        assert wanted in alerts
+
+
+def test_the_deployment_does_not_gate_readiness_on_the_clock() -> None:
+    """Every replica shares the node's clock and the NTP servers: readiness on
+    the clock would empty the Service (issue 19). The clock is alerted on."""
+    deployment = yaml.safe_load((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert Settings.from_env(env).clock_check is Check.OFF
