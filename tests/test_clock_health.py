@@ -656,7 +656,9 @@ async def test_impolite_responders_are_ignored_without_blocking(
                 await responder.__aexit__()
     assert all(r.queries == 3 for r in responders_)
     assert took < 3 * (monitor.timeout_s + 0.5)
-    assert max(lags) < 0.1  # the event loop never waited on the network
+    # The event loop never waited on the network: a blocking query would
+    # stall it for a whole timeout; a loaded machine's scheduling, far less.
+    assert max(lags) < monitor.timeout_s / 2
     # Rate-limited: one line per server and kind of trouble, not one per query.
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == len(set(messages)), messages
