@@ -51,6 +51,7 @@ check: lint js ## the fast tier: lint, types, unit and property tests (seconds, 
 test: lint js ## everything: lint, types and the whole test suite (servers, Chromium, images)
 	$(call COMPILE_TRANSLATIONS,$(TEST_VENV))
 	scripts/ensure-browser $(TEST_VENV)
+	scripts/ensure-chrony
 	scripts/ensure-containers
 	$(WITH_CONTAINERS) PYTHONDONTWRITEBYTECODE=1 $(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

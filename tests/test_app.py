@@ -67,10 +67,24 @@ async def test_api_time(app: Quart) -> None:
             "day_length_s": 27622,
         },
         "clock": {
+            "status": "synchronised",
+            "ready": True,
+            "reason": "the kernel reports the clock synchronised",
+            "error_bound_ms": 12.0,
             "synchronized": True,
             "max_error_ms": 12.0,
             "estimated_error_ms": 1.5,
+            "kernel": {
+                "status": None,
+                "offset_ms": None,
+                "frequency_ppm": None,
+                "tai_offset_s": None,
+            },
+            "selection": "none",
             "reference_offset_ms": None,
+            "reference": None,
+            "leap_pending": None,
+            "servers": [],
         },
     }
 

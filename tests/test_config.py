@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from moscow_clock.core.clockstate import Check
 from moscow_clock.core.config import ConfigError, Settings
 from moscow_clock.server import serve as server
 from moscow_clock.server.serve import hypercorn_config
@@ -42,8 +43,7 @@ def test_environment_overrides() -> None:
 def test_clock_settings() -> None:
     defaults = Settings.from_env({})
     assert (defaults.ntp_servers, defaults.ntp_interval) == ((), 64.0)
-    assert (defaults.clock_max_error_ms, defaults.clock_check) == (250.0, True)
-    assert defaults.clock_state_file is None
+    assert (defaults.clock_max_error_ms, defaults.clock_check) == (250.0, Check.ON)
     settings = Settings.from_env(
         {
             "NTP_SERVERS": "time.example 10.0.0.1:1123 [2001:db8::1]:124",
@@ -58,8 +58,9 @@ def test_clock_settings() -> None:
         ("2001:db8::1", 124),
     )
     assert (settings.ntp_interval, settings.clock_max_error_ms) == (1.0, 50.0)
-    assert settings.clock_check is False
-    assert Settings.from_env({"CLOCK_CHECK": "on"}).clock_check is True
+    assert settings.clock_check is Check.OFF
+    assert Settings.from_env({"CLOCK_CHECK": "on"}).clock_check is Check.ON
+    assert Settings.from_env({"CLOCK_CHECK": "STRICT"}).clock_check is Check.STRICT
 
 
 def test_ipv6_host_is_bracketed() -> None:
@@ -95,7 +96,7 @@ def test_blank_values_mean_default() -> None:
         ({"NTP_SERVERS": "a [::1]x"}, r"NTP_SERVERS: '\[::1\]x' is not host"),
         ({"NTP_INTERVAL": "0.5"}, "NTP_INTERVAL=0.5 is out of range"),
         ({"CLOCK_MAX_ERROR_MS": "0"}, "CLOCK_MAX_ERROR_MS=0 is out of range"),
-        ({"CLOCK_CHECK": "sometimes"}, "CLOCK_CHECK='sometimes' is not a boolean"),
+        ({"CLOCK_CHECK": "sometimes"}, "CLOCK_CHECK='sometimes' is not one of on, strict, off"),
     ],
 )
 def test_bad_values_are_refused_clearly(env: dict[str, str], message: str) -> None:

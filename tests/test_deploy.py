@@ -4,13 +4,22 @@ the published schemas for the GitHub workflow and the Renovate config."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from moscow_clock import create_app
+from moscow_clock.core.clockstate import Check, Health
+from moscow_clock.core.config import Settings
+from moscow_clock.core.selection import Verdict
+
+from .conftest import SYNCED
 from .support.server import ROOT
 from .support.timing import scaled
 
@@ -116,3 +125,98 @@ def test_compose_file_hardens_the_container() -> None:
 def test_hosting_config_matches_its_schema(schema: str, path: str) -> None:
     result = tool(BIN / "check-jsonschema", "--builtin-schema", schema, ROOT / path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+RULES = ROOT / "deploy" / "kubernetes" / "monitoring" / "prometheusrule.yaml"
+DURATION = re.compile(r"^\d+[smhd]$")
+
+
+def _metric_families() -> set[str]:
+    """Every metric family the app exports (# TYPE lines), NTP servers configured."""
+    app = create_app(
+        settings=Settings(ntp_servers=(("127.0.0.1", 9),)), clock_source=lambda: SYNCED
+    )
+
+    async def scrape() -> str:
+        response = await app.test_client().get("/metrics")
+        return await response.get_data(as_text=True)
+
+    text = asyncio.run(scrape())
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+def rule_problems(rule: dict[str, Any], exported: set[str]) -> list[str]:
+    """What is wrong with a PrometheusRule: its shape (the Prometheus
+    Operator's CRD: groups of rules with alert, expr, for, labels,
+    annotations), kube-prometheus' style (a `for:` on every alert, a
+    severity, a summary and a description), and any metric or label value
+    it names that the app does not export."""
+    problems = []
+    if (rule.get("apiVersion"), rule.get("kind")) != ("monitoring.coreos.com/v1", "PrometheusRule"):
+        problems.append("not a monitoring.coreos.com/v1 PrometheusRule")
+    if set(rule) != {"apiVersion", "kind", "metadata", "spec"}:
+        problems.append(f"unexpected top-level keys {sorted(rule)}")
+    label_values = {"health": {h.value for h in Health}, "state": {v.value for v in Verdict}}
+    for group in rule.get("spec", {}).get("groups", []):
+        if set(group) != {"name", "rules"}:
+            problems.append(f"group keys {sorted(group)}")
+        for item in group.get("rules", []):
+            name = item.get("alert", "?")
+            if set(item) != {"alert", "expr", "for", "labels", "annotations"}:
+                problems.append(f"{name}: keys {sorted(item)}")
+            if not DURATION.match(str(item.get("for", ""))):
+                problems.append(f"{name}: no valid for:")
+            if item.get("labels", {}).get("severity") not in {"info", "warning", "critical"}:
+                problems.append(f"{name}: severity")
+            if set(item.get("annotations", {})) != {"summary", "description"}:
+                problems.append(f"{name}: annotations")
+            expr = str(item.get("expr", ""))
+            if expr.count("(") != expr.count(")") or expr.count("[") != expr.count("]"):
+                problems.append(f"{name}: unbalanced expression")
+            names = set(re.findall(r"\bmoscow_clock_[a-z_]+", expr))
+            if not names or not names <= exported:
+                problems.append(f"{name}: unknown metrics {sorted(names - exported)}")
+            for label, value in re.findall(r'(\w+)="([^"]*)"', expr):
+                if value not in label_values.get(label, set()):
+                    problems.append(f"{name}: {label}={value!r} never exported")
+    return problems
+
+
+def test_clock_alerts_are_a_valid_prometheus_rule_on_metrics_we_export() -> None:
+    rule = yaml.safe_load(RULES.read_text())
+    exported = _metric_families()
+    assert rule_problems(rule, exported) == []
+    kustomization = yaml.safe_load((RULES.parent / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == [RULES.name]
+    alerts = {item["alert"] for group in rule["spec"]["groups"] for item in group["rules"]}
+    assert {
+        "MoscowClockNotSynchronising",
+        "MoscowClockSkewDetected",
+        "MoscowClockNtpNoMajority",
+        "MoscowClockNtpReferenceStale",
+    } <= alerts
+
+
+def test_the_rule_check_would_catch_a_mistake() -> None:
+    exported = _metric_families()
+    for mangle in (
+        lambda r: r["spec"]["groups"][0]["rules"][0].pop("for"),
+        lambda r: r["spec"]["groups"][0]["rules"][1].update(expr="moscow_clock_clok_health == 1"),
+        lambda r: r["spec"]["groups"][0]["rules"][1].update(
+            expr='moscow_clock_clock_health{health="of"} == 1'
+        ),
+        lambda r: r["spec"]["groups"][0]["rules"][2]["labels"].pop("severity"),
+        lambda r: r.update(kind="PrometheusRules"),
+    ):
+        rule = yaml.safe_load(RULES.read_text())
+        mangle(rule)
+        assert rule_problems(rule, exported) != []
+
+
+def test_the_deployment_does_not_gate_readiness_on_the_clock() -> None:
+    """Every replica shares the node's clock and the NTP servers: readiness on
+    the clock would empty the Service (issue 19). The clock is alerted on."""
+    deployment = yaml.safe_load((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert Settings.from_env(env).clock_check is Check.OFF

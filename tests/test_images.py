@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
-from moscow_clock.core.clockstate import untrusted_reason
+from moscow_clock.core.clockstate import Check, judge
+from moscow_clock.core.selection import NO_SERVERS
 from moscow_clock.live.kernelclock import kernel_clock_state
 
 from .support.clients import close_code, next_tick
@@ -147,8 +148,10 @@ async def test_reads_the_kernel_clock_state_in_the_container(container: Containe
         status, ready = await asyncio.to_thread(fetch, f"{container.url}/readyz")
     except urllib.error.HTTPError as error:
         status, ready = error.code, error.read().decode()
-    trusted = untrusted_reason(host, None, 250) is None
-    assert status == (200 if trusted else 503), ready
+    assert clock["kernel"]["status"] == host.status
+    # Off only on evidence; an unsynchronised kernel alone leaves it ready (unverified).
+    expected = judge(host, NO_SERVERS, 250).ready(Check.ON)
+    assert status == (200 if expected else 503), ready
     # The image's HEALTHCHECK is liveness: it passes either way (see below).
     assert "Traceback" not in container.logs()
 

@@ -217,8 +217,8 @@ async def test_the_scripts_strings_are_in_the_pages_language(app: Quart) -> None
     _, html, _ = await get(app, "/", RU)
     strings = page_data(html)["strings"]
     assert isinstance(strings, dict)
-    assert strings["unverified"] == (
-        "Время сервера не подтверждено, поэтому часы вашего устройства не оцениваются"
+    assert strings["serverMayBeOff"] == (
+        "Часы самого сервера не сверены: они могут ошибаться до %(bound)s."
     )
     assert strings["offline"] == "Нет сети — последняя синхронизация: %(when)s"
     assert strings["wakeLockRefused"] == "Браузер не разрешил держать экран включённым"
@@ -232,8 +232,8 @@ async def test_the_scripts_strings_are_in_the_pages_language(app: Quart) -> None
     _, html, _ = await get(app, "/", EN)
     strings = page_data(html)["strings"]
     assert isinstance(strings, dict)
-    assert strings["unverified"] == (
-        "The server's time is not verified, so your device clock is not judged"
+    assert strings["serverMayBeOff"] == (
+        "The server's own clock is not verified: it may be off by up to %(bound)s."
     )
     assert strings["offline"] == "Offline — last synchronised %(when)s"
     assert ">Keep screen on</button>" in html

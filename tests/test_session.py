@@ -10,6 +10,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Message
 
 from moscow_clock.core.clock import make_tick
+from moscow_clock.core.clockstate import UNVERIFIED_PAGE, Health, PageClock
 from moscow_clock.core.wire import FRAME, text_frame
 from moscow_clock.live.session import Session
 from moscow_clock.live.stats import Stats
@@ -23,10 +24,10 @@ NOW = 1795722005250.0
 
 
 async def start(
-    ticker: Ticker, rate: float = 10.0, error_ms: float | None = None
+    ticker: Ticker, rate: float = 10.0, page_clock: PageClock = UNVERIFIED_PAGE
 ) -> tuple[FakeASGI, Session, asyncio.Task[object]]:
     fake = FakeASGI()
-    session = Session(fake.send, lambda: NOW, rate, Stats(), error_ms=lambda: error_ms)
+    session = Session(fake.send, lambda: NOW, rate, Stats(), page_clock=lambda: page_clock)
 
     async def run() -> object:
         with ticker.subscription(session):
@@ -43,16 +44,24 @@ async def test_sync_is_answered_without_waiting_for_a_tick() -> None:
     fake.client_sends('{"type":"sync","t0":42.5}')
     await asyncio.wait_for(fake.sent_count(1), scaled(1))
     assert [json.loads(m) for m in fake.sent] == [
-        {"type": "sync", "t0": 42.5, "server_ms": NOW, "error_ms": None}
+        {
+            "type": "sync",
+            "t0": 42.5,
+            "server_ms": NOW,
+            "error_ms": None,
+            "clock": {"status": "unverified", "bound_ms": None, "offset_ms": None},
+        }
     ]
     task.cancel()
 
 
 async def test_sync_reply_carries_the_servers_error_bound() -> None:
-    fake, _, task = await start(Ticker(), error_ms=7.25)
+    fake, _, task = await start(Ticker(), page_clock=PageClock(Health.SYNCHRONISED, 7.25, 0.5))
     fake.client_sends('{"type":"sync","t0":1}')
     await asyncio.wait_for(fake.sent_count(1), scaled(1))
-    assert json.loads(fake.sent[0])["error_ms"] == 7.25
+    reply = json.loads(fake.sent[0])
+    assert reply["error_ms"] == 7.25
+    assert reply["clock"] == {"status": "synchronised", "bound_ms": 7.25, "offset_ms": 0.5}
     task.cancel()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -167,7 +167,21 @@ def time_snapshot(now_ms: float) -> dict[str, object]:
     }
 
 
-def sync_reply(t0: float, server_ms: float, error_ms: float | None = None) -> str:
-    """`error_ms`: the server's own error bound (None: its time is not verified)."""
+def sync_reply(
+    t0: float,
+    server_ms: float,
+    error_ms: float | None = None,
+    clock: Mapping[str, object] | None = None,
+) -> str:
+    """`error_ms`: the server's own error bound (None: its time is not
+    verified); `clock`: its state in full (core/clockstate.PageClock.wire)."""
     error = None if error_ms is None else round(error_ms, 3)
-    return _dumps({"type": "sync", "t0": t0, "server_ms": server_ms, "error_ms": error})
+    payload: dict[str, object] = {
+        "type": "sync",
+        "t0": t0,
+        "server_ms": server_ms,
+        "error_ms": error,
+    }
+    if clock is not None:
+        payload["clock"] = clock
+    return _dumps(payload)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .clock import sync_reply
@@ -32,7 +33,12 @@ class Close:
 type Verdict = Reply | Close | None
 
 
-def answer(message: str | bytes, server_ms: float, error_ms: float | None = None) -> Verdict:
+def answer(
+    message: str | bytes,
+    server_ms: float,
+    error_ms: float | None = None,
+    clock: Mapping[str, object] | None = None,
+) -> Verdict:
     """Answer one client message; unknown message types are ignored so newer
     pages keep working against an older server."""
     if isinstance(message, bytes):
@@ -48,7 +54,7 @@ def answer(message: str | bytes, server_ms: float, error_ms: float | None = None
     t0 = _finite_number(request.get("t0"))
     if t0 is None:
         return Close(POLICY_VIOLATION, "sync needs a numeric t0")
-    return Reply(sync_reply(t0, server_ms, error_ms))
+    return Reply(sync_reply(t0, server_ms, error_ms, clock))
 
 
 def _finite_number(value: object) -> float | None:

@@ -4,6 +4,10 @@ A reply is believed only if it answers our request (its originate timestamp
 is the transmit timestamp we sent, random low bits included), comes from a
 synchronised server in server mode, and gives a sane round trip; anything
 else is a `BadReply` with a short reason. Times are epoch milliseconds.
+
+Sign convention (the one `ntplib`, chrony and node_exporter use): an
+offset is the server's time minus ours, so positive means this clock is
+behind the server.
 """
 
 from __future__ import annotations
@@ -30,11 +34,20 @@ class BadReply(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One exchange. `offset_ms`: local minus server (positive: we are ahead)."""
+    """One exchange. `offset_ms`: the server's time minus ours (positive: this
+    clock is behind); `delay_ms`: the round trip less the server's own time.
+    The server's distance to true time comes with it: `root_delay_ms` and
+    `root_dispersion_ms` (RFC 5905 rootdelay/rootdisp), `precision_ms`, and
+    its leap indicator (0 none, 1 a second to insert, 2 to delete at the end
+    of the month)."""
 
     offset_ms: float
     delay_ms: float
     stratum: int
+    leap: int = 0
+    root_delay_ms: float = 0.0
+    root_dispersion_ms: float = 0.0
+    precision_ms: float = 0.0
 
 
 def to_ntp(epoch_ms: float) -> tuple[int, int]:
@@ -89,13 +102,22 @@ def parse_reply(data: bytes, sent: bytes, received_ms: float) -> Sample:
     delay = (t4 - t1) - (t3 - t2)
     if delay < 0 or t3 < t2:
         raise BadReply(f"impossible timestamps (delay {delay:.3f} ms)")
-    server_minus_local = ((t2 - t1) + (t3 - t4)) / 2
-    return Sample(offset_ms=-server_minus_local, delay_ms=delay, stratum=stratum)
+    precision = struct.unpack("!b", data[3:4])[0]
+    root_delay, root_dispersion = struct.unpack("!II", data[4:12])
+    return Sample(
+        offset_ms=((t2 - t1) + (t3 - t4)) / 2,
+        delay_ms=delay,
+        stratum=stratum,
+        leap=leap,
+        root_delay_ms=_short_ms(root_delay),
+        root_dispersion_ms=_short_ms(root_dispersion),
+        precision_ms=1000 * 2.0 ** max(-64, min(precision, 16)),
+    )
 
 
-def best_sample(samples: list[tuple[str, Sample]]) -> tuple[str, Sample] | None:
-    """The lowest-delay sample (the most precise offset), with its server."""
-    return min(samples, key=lambda item: item[1].delay_ms, default=None)
+def _short_ms(value: int) -> float:
+    """An NTP short (16.16 fixed point seconds) as milliseconds."""
+    return value / 65536 * 1000
 
 
 def parse_servers(raw: str) -> tuple[tuple[str, int], ...]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import logging
 import sys
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 
 from ..core.clockstate import UNKNOWN, ClockState, decode_timex
 
@@ -91,29 +89,12 @@ def kernel_clock_state() -> ClockState:
                 "adjtimex failed (errno %d): the clock state is unknown", ctypes.get_errno()
             )
         return UNKNOWN
-    return decode_timex(result, timex.status, timex.maxerror, timex.esterror)
-
-
-class StateFile:
-    """Testing hook (CLOCK_STATE_FILE): the clock state from a JSON file,
-    `{"synchronized": true, "max_error_ms": 12, "estimated_error_ms": 3}`,
-    re-read on every call; missing or malformed reads as UNKNOWN."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-
-    def __call__(self) -> ClockState:
-        try:
-            data = json.loads(self.path.read_text())
-            synchronized = data.get("synchronized")
-            max_error = data.get("max_error_ms")
-            estimated = data.get("estimated_error_ms")
-            if not isinstance(synchronized, bool | None):
-                return UNKNOWN
-            return ClockState(
-                synchronized=synchronized,
-                max_error_ms=None if max_error is None else float(max_error),
-                estimated_error_ms=None if estimated is None else float(estimated),
-            )
-        except (OSError, ValueError, TypeError, AttributeError):
-            return UNKNOWN
+    return decode_timex(
+        result,
+        timex.status,
+        timex.maxerror,
+        timex.esterror,
+        offset=timex.offset,
+        freq=timex.freq,
+        tai=timex.tai,
+    )

@@ -30,8 +30,10 @@ from prometheus_client import (
     multiprocess,
 )
 
-from ..core.clockstate import ClockState, Reference
+from ..core.clockstate import Health
+from ..core.selection import Status, Verdict
 from .admission import Gate
+from .clockmonitor import ClockMonitor
 from .stalls import GcPauses, LoopLag
 from .stats import Stats
 from .ticker import Ticker
@@ -90,15 +92,36 @@ class Metrics:
             buckets=FANOUT_BUCKETS,
             registry=r,
         )
-        # The clock's health. Every worker reads the same kernel; across
-        # workers the most pessimistic live value wins (a worker that thinks
-        # the clock unsynchronised makes the sum 0), and the NTP offset is the
-        # most recent any worker measured. Unknown values are NaN.
+        # The clock's health (docs/clock.md). Every worker reads the same
+        # kernel and polls the same servers; across workers the most
+        # pessimistic live value wins, and the NTP figures are the most recent
+        # any worker measured. Unknown values are NaN. Offsets are the
+        # reference's time minus this clock's (positive: this clock is
+        # behind), node_exporter's convention.
         self.clock_synchronized = Gauge(
             "moscow_clock_clock_synchronized",
-            "1 if the kernel says the clock is synchronised, else 0 (also when unknown)",
+            "1 if the kernel says the clock is synchronised, 0 if it says not, NaN if unknown",
             registry=r,
             multiprocess_mode="livemin",
+        )
+        self.clock_health = Gauge(
+            "moscow_clock_clock_health",
+            "1 for the clock's current health: synchronised, unverified or off",
+            ["health"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.clock_ready = Gauge(
+            "moscow_clock_clock_ready",
+            "1 if the clock lets /readyz answer ready (under CLOCK_CHECK), else 0",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.clock_error_bound = Gauge(
+            "moscow_clock_clock_error_bound_seconds",
+            "How far the server's time may be from true time (NaN if unbounded)",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.clock_max_error = Gauge(
             "moscow_clock_clock_max_error_seconds",
@@ -112,9 +135,62 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
-        self.clock_reference_offset = Gauge(
-            "moscow_clock_clock_reference_offset_seconds",
-            "Local clock minus the NTP servers' (lowest-delay sample; NaN if none)",
+        # The kernel's own figures, named as node_exporter's timex collector names them.
+        self.timex = {
+            name: Gauge(
+                f"moscow_clock_timex_{name}", help_text, registry=r, multiprocess_mode="livemax"
+            )
+            for name, help_text in (
+                ("status", "Value of the adjtimex status word (NaN if unknown)"),
+                (
+                    "sync_status",
+                    "1 if the kernel clock is synchronised (adjtimex not TIME_ERROR), 0 if not",
+                ),
+                ("offset_seconds", "Time offset the kernel is still slewing away"),
+                (
+                    "frequency_adjustment_ratio",
+                    "Local clock frequency adjustment (1 + freq ppm / 1e6)",
+                ),
+                ("tai_offset_seconds", "International Atomic Time (TAI) offset"),
+            )
+        }
+        # The NTP reference (node_exporter's ntp collector names, moscow_clock_ prefixed).
+        self.ntp = {
+            name: Gauge(
+                f"moscow_clock_ntp_{name}",
+                help_text,
+                registry=r,
+                multiprocess_mode="livemostrecent",
+            )
+            for name, help_text in (
+                ("offset_seconds", "The reference's time minus this clock's (NaN: no reference)"),
+                ("rtt_seconds", "Round trip to the reference"),
+                ("stratum", "The reference's stratum"),
+                ("root_delay_seconds", "The reference's round trip to its primary source"),
+                ("root_dispersion_seconds", "The reference's dispersion to its primary source"),
+                ("root_distance_seconds", "How far true time may be from the reference"),
+                ("leap", "The reference's leap indicator (0 none, 1 insert, 2 delete)"),
+                ("sample_age_seconds", "Age of the reference's chosen sample"),
+            )
+        }
+        self.ntp_majority = Gauge(
+            "moscow_clock_ntp_majority",
+            "1 if a majority of NTP servers agree (a reference is chosen), 0 if not, "
+            "NaN with no servers configured",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.ntp_server_reach = Gauge(
+            "moscow_clock_ntp_server_reach",
+            "Each NTP server's reachability register (8 polls, a bit set per answer)",
+            ["server"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.ntp_server_state = Gauge(
+            "moscow_clock_ntp_server_state",
+            "1 for each NTP server's verdict: selected, truechimer, falseticker or unusable",
+            ["server", "state"],
             registry=r,
             multiprocess_mode="livemostrecent",
         )
@@ -172,13 +248,51 @@ class Metrics:
             for generation, seconds in gc_pauses.take_samples():
                 self.gc_pause.labels(str(generation)).observe(seconds)
 
-    def update_clock(self, state: ClockState, reference: Reference | None) -> None:
-        self.clock_synchronized.set(1 if state.synchronized else 0)
+    def update_clock(self, monitor: ClockMonitor) -> None:
+        state = monitor.state
+        judgement = monitor.judgement
+        self.clock_synchronized.set(_number(state.synchronized))
+        for health in Health:
+            self.clock_health.labels(health.value).set(judgement.health is health)
+        self.clock_ready.set(judgement.ready(monitor.check))
+        self.clock_error_bound.set(_seconds(judgement.error_bound_ms))
         self.clock_max_error.set(_seconds(state.max_error_ms))
         self.clock_estimated_error.set(_seconds(state.estimated_error_ms))
-        self.clock_reference_offset.set(
-            _seconds(None if reference is None else reference.offset_ms)
+        frequency = None if state.frequency_ppm is None else 1 + state.frequency_ppm / 1e6
+        sync_status = None if state.synchronized is None else state.synchronized
+        kernel: tuple[tuple[str, float], ...] = (
+            ("status", _number(state.status)),
+            ("sync_status", _number(sync_status)),
+            ("offset_seconds", _seconds(state.offset_ms)),
+            ("frequency_adjustment_ratio", _number(frequency)),
+            ("tai_offset_seconds", _number(state.tai_offset_s)),
         )
+        for name, value in kernel:
+            self.timex[name].set(value)
+        selection = monitor.selection
+        peer = selection.reference
+        ntp: tuple[tuple[str, float | None], ...] = (
+            ("offset_seconds", None if peer is None else peer.offset_ms / 1000),
+            ("rtt_seconds", None if peer is None else peer.delay_ms / 1000),
+            ("stratum", None if peer is None else peer.stratum),
+            ("root_delay_seconds", None if peer is None else peer.root_delay_ms / 1000),
+            ("root_dispersion_seconds", None if peer is None else peer.root_dispersion_ms / 1000),
+            ("root_distance_seconds", None if peer is None else peer.root_distance_ms / 1000),
+            ("leap", None if peer is None else peer.leap),
+            ("sample_age_seconds", None if peer is None else peer.age_ms / 1000),
+        )
+        for name, number in ntp:
+            self.ntp[name].set(_number(number))
+        self.ntp_majority.set(
+            math.nan if selection.status is Status.NONE else selection.status is Status.SELECTED
+        )
+        reach = {p.server: p.reach for p in selection.peers}
+        for server_filter in monitor.filters:
+            server = server_filter.server
+            self.ntp_server_reach.labels(server).set(reach.get(server, server_filter.reach))
+            verdict = selection.verdicts.get(server)
+            for each in Verdict:
+                self.ntp_server_state.labels(server, each.value).set(verdict is each)
 
     def render(self) -> bytes:
         if not self.multiprocess:
@@ -196,3 +310,7 @@ class Metrics:
 
 def _seconds(ms: float | None) -> float:
     return math.nan if ms is None else ms / 1000
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from ..core.asgi import Message, Receive, Send
 from ..core.clock import Clock
-from ..core.protocol import GOING_AWAY, POLICY_VIOLATION, Close, Reply, answer
+from ..core.clockstate import UNVERIFIED_PAGE, PageClock
+from ..core.protocol import GOING_AWAY, POLICY_VIOLATION, Close, Reply, Verdict, answer
 from ..core.ratelimit import TokenBucket
 from .stats import Stats
 from .ticker import Broadcast
@@ -47,10 +48,10 @@ class Session:
         stats: Stats,
         *,
         preframed: bool = False,
-        error_ms: Callable[[], float | None] = lambda: None,
+        page_clock: Callable[[], PageClock] = lambda: UNVERIFIED_PAGE,
     ) -> None:
         self._send = send
-        self._error_ms = error_ms
+        self._page_clock = page_clock
         self._loop = asyncio.get_running_loop()
         self._clock = clock
         self._limit = TokenBucket.for_rate(message_rate, time.monotonic())
@@ -99,6 +100,10 @@ class Session:
         self.closed_with = close  # before the await: no tick or reply after it
         await self._send({"type": "websocket.close", "code": close.code, "reason": close.reason})
 
+    def _answer(self, message: str | bytes) -> Verdict:
+        page_clock = self._page_clock()
+        return answer(message, self._clock(), page_clock.verified_error_ms, page_clock.wire())
+
     async def serve(self, receive: Receive) -> Close | None:
         """Read the client's messages until it disconnects; the close this
         server sent (None: the client left first)."""
@@ -112,11 +117,7 @@ class Session:
             verdict = (
                 FLOODING
                 if not self._limit.allow(time.monotonic())
-                else answer(
-                    message if message is not None else event.get("bytes") or b"",
-                    self._clock(),
-                    self._error_ms(),
-                )
+                else self._answer(message if message is not None else event.get("bytes") or b"")
             )
             if isinstance(verdict, Reply):
                 self._stats.syncs += 1

@@ -115,8 +115,8 @@ def supervise(settings: Settings, config: Config) -> int:
         for signum in IGNORED_SIGNALS:
             signal.signal(signum, ignore)
         for _ in range(settings.workers):
-            process = subprocess.Popen(
-                [sys.executable, "-m", "moscow_clock"],
+            process = subprocess.Popen(  # noqa: S603 (our own interpreter and entry module)
+                [sys.executable, "-m", _entry_module()],
                 env=env,
                 pass_fds=(*(sock.fileno() for sock in sockets), lifeline),
             )
@@ -222,3 +222,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _entry_module() -> str:
+    """The module this process was started as (`python -m ...`), so workers
+    run the same entry point as their supervisor; `moscow_clock` otherwise."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return name.removesuffix(".__main__") if isinstance(name, str) and name else "moscow_clock"

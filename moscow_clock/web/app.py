@@ -8,9 +8,11 @@ import os
 from collections.abc import AsyncGenerator
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import multiprocess
 from quart import Quart, request
+from quart.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import MisdirectedRequest, NotFound, RequestHeaderFieldsTooLarge
 
 from ..core.clock import Clock, wall_clock_ms
@@ -24,7 +26,7 @@ from ..core.security_headers import (
 )
 from ..live.admission import Budget, Gate, Load
 from ..live.clockmonitor import ClockMonitor, ClockSource
-from ..live.kernelclock import StateFile, kernel_clock_state
+from ..live.kernelclock import kernel_clock_state
 from ..live.metrics import Metrics
 from ..live.stalls import GcPauses, LoopLag
 from ..live.stats import Stats
@@ -48,12 +50,23 @@ PROBES = frozenset(("/healthz", "/readyz"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class StrictJSON(DefaultJSONProvider):
+    """JSON the API emits is always valid JSON: a NaN or infinity that slips
+    through is a 500 (a bug, logged), never `NaN` in a body a client chokes on."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
+
+
 def create_app(
     clock: Clock = wall_clock_ms,
     settings: Settings | None = None,
     clock_source: ClockSource | None = None,
 ) -> Quart:
-    """`clock_source` replaces the kernel's clock state (tests)."""
+    """`clock_source` replaces the kernel's clock state: tests inject the
+    state they test here (tests/support/clock_server.py for a real server);
+    production has no other way in."""
     settings = settings or Settings()
     app = Quart(
         __name__,
@@ -61,6 +74,7 @@ def create_app(
         static_folder=str(ROOT / "static"),
     )
     app.response_class = RangeResponse  # byte ranges as RFC 9110 has them (ranges.py)
+    app.json = StrictJSON(app)
     # Static files revalidate (ETag, Last-Modified) instead of going stale:
     # there is no build step that would put a hash in their names.
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 0
@@ -88,7 +102,7 @@ def create_app(
         stats=Stats(),
         metrics=Metrics(),
         clock_monitor=ClockMonitor(
-            clock_source or _clock_source(settings),
+            clock_source or kernel_clock_state,
             servers=settings.ntp_servers,
             interval_s=settings.ntp_interval,
             max_error_ms=settings.clock_max_error_ms,
@@ -121,16 +135,6 @@ async def _run_ticker() -> AsyncGenerator[None]:
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
-
-
-def _clock_source(settings: Settings) -> ClockSource:
-    if settings.clock_state_file is None:
-        return kernel_clock_state
-    log.warning(
-        "CLOCK_STATE_FILE is set: the clock state comes from %s, not the kernel (testing only)",
-        settings.clock_state_file,
-    )
-    return StateFile(settings.clock_state_file)
 
 
 async def _watch_the_clock() -> AsyncGenerator[None]:

@@ -54,7 +54,7 @@ class WebsocketEndpoint:
                 runtime.settings.ws_message_rate,
                 runtime.stats,
                 preframed=PREFRAMED in (scope.get("extensions") or {}),
-                error_ms=runtime.clock_monitor.error_bound,
+                page_clock=lambda: runtime.clock_monitor.page_clock,
             )
             try:
                 with runtime.ticker.subscription(session):

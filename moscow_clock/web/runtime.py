@@ -34,7 +34,7 @@ class Runtime:
 
     def update_metrics(self) -> None:
         self.metrics.update(self.ticker, self.stats, self.gate, self.loop_lag, self.gc_pauses)
-        self.metrics.update_clock(self.clock_monitor.state, self.clock_monitor.reference_now())
+        self.metrics.update_clock(self.clock_monitor)
 
     def attach(self, app: Quart) -> None:
         app.extensions[_EXTENSION] = self

@@ -7,6 +7,7 @@ from typing import Any
 from quart import Blueprint, Response, abort, current_app, jsonify, render_template, url_for
 
 from ..core.clock import moscow_time, short_time_text, time_snapshot
+from ..core.clockstate import PageClock, finite
 from ..core.preferences import BadParameter, Display
 from ..core.sun import day_length_parts, sun_day
 from ..live.metrics import CONTENT_TYPE
@@ -52,7 +53,8 @@ async def healthz() -> tuple[Response, int, dict[str, str]]:
 
 @blueprint.get("/readyz")
 async def readyz() -> tuple[Response, int, dict[str, str]]:
-    """Ready to be routed visitors: the clock can be vouched for."""
+    """Ready to be routed visitors: nothing shows this clock is off (or, with
+    CLOCK_CHECK=strict, it is vouched for). See docs/clock.md."""
     monitor = current_runtime().clock_monitor
     reason = monitor.unready_reason()
     if reason is None:
@@ -90,6 +92,50 @@ def day_length_text(seconds: int) -> str:
     return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
 
 
+def accuracy_strings() -> dict[str, str]:
+    """The accuracy line's sentences (static/js/accuracy.js). While the
+    server's clock is vouched for the device is judged against true time;
+    otherwise against the server's, followed by what is known of the
+    server's own error — never more than the bounds say."""
+    return {
+        "exact": _("Your device clock is exact (%(uncertainty)s)"),
+        "within": _("Your device clock is right to within %(uncertainty)s"),
+        "ahead": _("Your device clock is %(amount)s ahead (%(uncertainty)s)"),
+        "behind": _("Your device clock is %(amount)s behind (%(uncertainty)s)"),
+        "agreesWithServer": _("Your device clock agrees with the server's (%(uncertainty)s)."),
+        "aheadOfServer": _(
+            "Your device clock is %(amount)s ahead of the server's (%(uncertainty)s)."
+        ),
+        "behindServer": _("Your device clock is %(amount)s behind the server's (%(uncertainty)s)."),
+        "serverMayBeOff": _(
+            "The server's own clock is not verified: it may be off by up to %(bound)s."
+        ),
+        "serverUnbounded": _(
+            "The server's own clock is not verified, and how far off it may be is unknown."
+        ),
+        "serverBehind": _("The server's clock is %(amount)s behind the reference time."),
+        "serverAhead": _("The server's clock is %(amount)s ahead of the reference time."),
+        "serverNotExact": _("The server's clock is not exact: it may be off by up to %(bound)s."),
+    }
+
+
+def clock_attributes(page_clock: PageClock) -> dict[str, str]:
+    """The server's clock as data attributes: its error bound while vouched
+    for (`server-error-ms`, as before), its health, the bound in any state,
+    and the NTP majority's offset (empty: none)."""
+    return {
+        "server-error-ms": _ms_text(page_clock.verified_error_ms),
+        "clock-status": page_clock.health.value,
+        "clock-bound-ms": _ms_text(page_clock.bound_ms),
+        "clock-offset-ms": _ms_text(page_clock.offset_ms),
+    }
+
+
+def _ms_text(value: float | None) -> str:
+    value = finite(value)
+    return "" if value is None else f"{value:.3f}"
+
+
 def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
     """What index.html and embed.html render: the second, the sun, the
     strings the page script shows, and links to the other languages/hours."""
@@ -105,8 +151,8 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
     return {
         "now": now,
         "server_ms": now_ms,
-        # The server's own maximum error (None: not verified), for the accuracy line.
-        "error_ms": runtime.clock_monitor.error_bound(),
+        # The server's clock for the accuracy line (static/js/accuracy.js).
+        "clock_attributes": clock_attributes(runtime.clock_monitor.page_clock),
         "lang": lang,
         "display": display,
         "clock_text": now.clock_text(lang, display.hours),
@@ -136,12 +182,7 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
                 "connecting": _("Connecting…"),
                 "live": _("Live"),
                 "reconnecting": _("Reconnecting… the clock keeps running"),
-                "exact": _("Your device clock is exact (%(uncertainty)s)"),
-                "ahead": _("Your device clock is %(amount)s ahead (%(uncertainty)s)"),
-                "behind": _("Your device clock is %(amount)s behind (%(uncertainty)s)"),
-                "unverified": _(
-                    "The server's time is not verified, so your device clock is not judged"
-                ),
+                **accuracy_strings(),
                 "fullscreen": _("Full screen"),
                 "exitFullscreen": _("Exit full screen"),
                 "dayLength": _("%(hours)d h %(minutes)d min"),

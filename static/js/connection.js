@@ -118,7 +118,7 @@ export class ClockConnection {
       const waiter = this.pending.get(message.t0);
       if (waiter) {
         const errorMs = message.error_ms ?? null;
-        waiter({ t0: message.t0, serverMs: message.server_ms, t1: receivedAt, errorMs });
+        waiter({ t0: message.t0, serverMs: message.server_ms, t1: receivedAt, errorMs, clock: message.clock ?? null });
       }
     }
   }

@@ -1,10 +1,11 @@
 // Wires the page: server-authoritative time, painted on the true second.
+import { accuracyLine, serverClockFromDataset, serverClockFromWire } from "./accuracy.js";
 import { ClockConnection } from "./connection.js";
 import { setUpWallScreen } from "./kiosk.js";
 import { OfflineShell } from "./offline.js";
 import { OffsetEstimator, localNow } from "./offset.js";
 import { ClockFace, MoscowFormat, SecondScheduler, moscowParts } from "./render.js";
-import { fill, pageData } from "./strings.js";
+import { pageData } from "./strings.js";
 import { SunPanel } from "./sun.js";
 
 const SAMPLES_PER_SYNC = 5;
@@ -26,6 +27,7 @@ const offline = new OfflineShell(app, strings, { hours });
 
 const estimator = new OffsetEstimator();
 estimator.setServerError(parseFloat(app.dataset.serverErrorMs));
+let serverClock = serverClockFromDataset(app.dataset);
 const trueNow = () => localNow() + (estimator.offset ?? 0);
 let utcOffsetS = Number(app.dataset.utcOffsetS);
 const face = new ClockFace(document, strings.title);
@@ -98,6 +100,7 @@ async function resync() {
       const sample = await connection.sync();
       if (!sample) break;
       estimator.setServerError(sample.errorMs);
+      serverClock = serverClockFromWire(sample.clock, sample.errorMs);
       if (estimator.addSample(sample.t0, sample.serverMs, sample.t1)) synced += 1;
     }
   } finally {
@@ -152,49 +155,14 @@ function onState(state) {
   if (statusEl.textContent !== text) statusEl.textContent = text;
 }
 
-/**
- * How far the device clock is off, as time.is shows it, within the round
- * trip and the server's own error. A server that cannot vouch for its time
- * judges no one's clock.
- */
+/** The accuracy line (accuracy.js): the device against the server, and the server's own error. */
 function showAccuracy() {
   if (!accuracyEl) return;
-  if (!estimator.verified) {
-    accuracyEl.dataset.state = "unverified";
-    accuracyEl.textContent = strings.unverified ?? "";
-    return;
-  }
-  const uncertainty = estimator.uncertainty;
-  if (!Number.isFinite(uncertainty)) return;
-  const errorMs = Date.now() - trueNow();
-  const exact = Math.abs(errorMs) <= Math.max(uncertainty, 20);
-  accuracyEl.dataset.state = exact ? "exact" : "off";
-  const values = {
-    uncertainty: `±${formatSeconds(uncertainty)}`,
-    amount: formatSeconds(Math.abs(errorMs)),
-  };
-  accuracyEl.textContent = fill(strings[exact ? "exact" : errorMs > 0 ? "ahead" : "behind"], values);
-}
-
-/**
- * A duration in the page's language: the number by Intl ("1.25", "1,25"),
- * the unit from the catalogues ("%(value)s s", "%(value)s с").
- */
-function formatSeconds(ms) {
-  const unit = (value, name, digits) =>
-    fill(strings[name], {
-      value: new Intl.NumberFormat(lang, {
-        minimumFractionDigits: digits,
-        maximumFractionDigits: digits,
-        useGrouping: false,
-      }).format(value),
-    });
-  if (ms < 1000) return ms < 10 ? unit(ms, "ms", 1) : unit(Math.round(ms), "ms", 0);
-  const s = ms / 1000;
-  if (s < 10) return unit(s, "s", 2);
-  if (s < 120) return unit(s, "s", 1);
-  const minutes = Math.round(s / 60);
-  return minutes < 120 ? unit(minutes, "min", 0) : unit(minutes / 60, "h", 1);
+  const transportMs = estimator.uncertainty - (estimator.serverError ?? 0);
+  const line = accuracyLine({ deviceMs: Date.now() - trueNow(), transportMs, server: serverClock }, strings, lang);
+  if (!line) return;
+  if (accuracyEl.dataset.state !== line.state) accuracyEl.dataset.state = line.state;
+  if (accuracyEl.textContent !== line.text) accuracyEl.textContent = line.text;
 }
 
 function setUpFullscreen() {

@@ -75,7 +75,11 @@ class ServerProcess:
         module: str = "moscow_clock",
         **env: str,
     ) -> None:
-        self.module = module  # tests.support.shifted_server: the same, its clock moved
+        # tests.support.shifted_server: the same, its clock moved. A clock
+        # state to inject (CLOCK_STATE_FILE) needs the test server that reads it.
+        if module == "moscow_clock" and "CLOCK_STATE_FILE" in env:
+            module = "tests.support.clock_server"
+        self.module = module
         self.port = port or free_port()
         self.root = root  # a copy of the app elsewhere serves that copy (a "deploy")
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}

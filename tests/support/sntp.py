@@ -1,8 +1,9 @@
 """A local SNTP responder (asyncio UDP on 127.0.0.1), polite or not.
 
-`offset_s` sets its clock relative to this machine's; `behaviour` makes it
-misbehave: "silent" never answers, "garbage" answers noise, "short" a
-truncated packet, "wrong-origin" an answer to some other request,
+`offset_s` sets its clock relative to this machine's (changeable while it
+runs, as are `leap`, `stratum`, `root_delay_s` and `root_dispersion_s`);
+`behaviour` makes it misbehave: "silent" (a hanging server) never answers,
+"garbage" answers noise, "short" a truncated packet, "wrong-origin" an answer to some other request,
 "wrong-source" answers from another port, "kiss" a kiss-of-death (stratum 0,
 RATE), "unsynchronised" leap indicator 3.
 """
@@ -24,20 +25,46 @@ def _ntp_now(offset_s: float) -> bytes:
     return struct.pack("!II", seconds, fraction)
 
 
-def reply_to(query: bytes, offset_s: float, *, stratum: int = 2, leap: int = 0) -> bytes:
+def _short(seconds: float) -> int:
+    return round(seconds * 65536)
+
+
+def reply_to(
+    query: bytes,
+    offset_s: float,
+    *,
+    stratum: int = 2,
+    leap: int = 0,
+    root_delay_s: float = 0.0,
+    root_dispersion_s: float = 0.0,
+) -> bytes:
     received = _ntp_now(offset_s)
     header = (leap << 6) | (4 << 3) | 4
     refid = b"RATE" if stratum == 0 else b"LOCL"
-    head = struct.pack("!BBbb", header, stratum, 6, -20) + struct.pack("!II", 0, 0) + refid
+    roots = struct.pack("!II", _short(root_delay_s), _short(root_dispersion_s))
+    head = struct.pack("!BBbb", header, stratum, 6, -20) + roots + refid
     reference = received
     origin = query[40:48]
     return head + reference + origin + received + _ntp_now(offset_s)
 
 
 class Responder(asyncio.DatagramProtocol):
-    def __init__(self, offset_s: float = 0.0, behaviour: str = "good") -> None:
+    def __init__(
+        self,
+        offset_s: float = 0.0,
+        behaviour: str = "good",
+        *,
+        leap: int = 0,
+        stratum: int = 2,
+        root_delay_s: float = 0.0,
+        root_dispersion_s: float = 0.0,
+    ) -> None:
         self.offset_s = offset_s
         self.behaviour = behaviour
+        self.leap = leap
+        self.stratum = stratum
+        self.root_delay_s = root_delay_s
+        self.root_dispersion_s = root_dispersion_s
         self.queries = 0
         self.port = 0
         self._transport: asyncio.DatagramTransport | None = None
@@ -87,4 +114,12 @@ class Responder(asyncio.DatagramProtocol):
             case "unsynchronised":
                 self._transport.sendto(reply_to(data, self.offset_s, leap=3), addr)
             case _:
-                self._transport.sendto(reply_to(data, self.offset_s), addr)
+                reply = reply_to(
+                    data,
+                    self.offset_s,
+                    stratum=self.stratum,
+                    leap=self.leap,
+                    root_delay_s=self.root_delay_s,
+                    root_dispersion_s=self.root_dispersion_s,
+                )
+                self._transport.sendto(reply, addr)
