@@ -109,7 +109,7 @@ test("a sync reply reaches its waiter with the receive time and the server's err
   const reply = connection.sync();
   const { t0 } = connection.socket.sent[0];
   connection.receive(JSON.stringify({ type: "sync", t0, server_ms: 5000, error_ms: 3 }), 140);
-  assert.deepEqual(await reply, { t0: 100, serverMs: 5000, t1: 140, errorMs: 3 });
+  assert.deepEqual(await reply, { t0: 100, serverMs: 5000, t1: 140, errorMs: 3, clock: null });
   connection.receive(JSON.stringify({ type: "tick", epoch_ms: 6000 }), 150);
   connection.receive("not json", 160);
   assert.deepEqual(ticks, [[6000, 150]]);
