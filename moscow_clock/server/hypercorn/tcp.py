@@ -27,7 +27,7 @@ from hypercorn.typing import AppWrapper, LifespanState
 from ...core.ratelimit import Every
 from . import guard
 from .options import ServerConfig, options_of
-from .shed import RefuseUpgrade, refusal, upgrade_path
+from .shed import RefuseUpgrade, probe_path, refusal, upgrade_path
 
 log = logging.getLogger("moscow_clock.server")
 
@@ -184,7 +184,7 @@ class TCPServer(tcp_server.TCPServer):
         except (OSError, TimeoutError, SSLError):  # as Hypercorn's own read loop
             await self.protocol.handle(Closed())
             return True
-        path = upgrade_path(data)
+        path = upgrade_path(data) or probe_path(data)
         if path is not None and refuse(path):
             headers = [*self.config.response_headers("h11"), *self.options.headers]
             self.writer.write(refusal(headers))
