@@ -87,12 +87,9 @@ export function retryDelay(kind, attempt, random = Math.random, retryAfter = 0) 
     case "down":
       return backoffDelay(attempt, random, 500, DOWN_CAP_MS, 2);
     case "busy":
-      return backoffDelay(
-        attempt,
-        random,
-        Math.max(2 * retryAfter, 500),
-        Math.max(NEVER_OPENED_CAP_MS, retryAfter),
-        NEVER_OPENED_GROWTH,
+      return Math.max(
+        retryAfter,
+        backoffDelay(attempt, random, Math.max(2 * retryAfter, 500), NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH),
       );
     default:
       return backoffDelay(attempt, random, 500, NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH);

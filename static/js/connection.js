@@ -182,8 +182,7 @@ export class ClockConnection {
       this.handlers.onState("reconnecting");
       this.schedule(retryDelay(this.failedAs("opened"), this.attempt++));
     } else {
-      this.handlers.onState(this.failure === "busy" ? "busy" : "reconnecting");
-      this.probeThenRetry();
+      this.probeThenRetry(); // the state stays as connect() set it until the probe answers
     }
   }
 
