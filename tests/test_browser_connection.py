@@ -60,9 +60,9 @@ async def record_states(page: Page) -> None:
     await page.evaluate(
         """() => {
       const status = document.getElementById("status");
-      window.__states = [status.dataset.state];
+      const states = (window.__states = [status.dataset.state]);
       new MutationObserver(() => {
-        if (window.__states.at(-1) !== status.dataset.state) window.__states.push(status.dataset.state);
+        if (states.at(-1) !== status.dataset.state) states.push(status.dataset.state);
       }).observe(status, { attributes: true, attributeFilter: ["data-state"] });
     }"""
     )

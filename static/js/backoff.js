@@ -89,7 +89,13 @@ export function retryDelay(kind, attempt, random = Math.random, retryAfter = 0) 
     case "busy":
       return Math.max(
         retryAfter,
-        backoffDelay(attempt, random, Math.max(2 * retryAfter, 500), NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH),
+        backoffDelay(
+          attempt,
+          random,
+          Math.max(2 * retryAfter, 500),
+          NEVER_OPENED_CAP_MS,
+          NEVER_OPENED_GROWTH,
+        ),
       );
     default:
       return backoffDelay(attempt, random, 500, NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH);
