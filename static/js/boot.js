@@ -34,10 +34,13 @@
     var fromUrl = query.has(name) ? valid(name, (query.get(name) || "").toLowerCase()) : null;
     return fromUrl || valid(name, stored[name]);
   }
-  var theme = choice("theme");
-  if (theme) root.setAttribute("data-theme", theme);
-  var seconds = choice("seconds");
-  if (seconds) root.setAttribute("data-seconds", seconds);
+  // What this script finds wins over what the server rendered from the cookie
+  // (the two differ only if the cookie is stale, or the page a kept copy).
+  ["theme", "seconds"].forEach(function (name) {
+    var value = choice(name);
+    if (value) root.setAttribute("data-" + name, value);
+    else root.removeAttribute("data-" + name);
+  });
 
   var parts = [];
   NAMES.forEach(function (name) {
