@@ -18,6 +18,7 @@ from pathlib import Path
 
 from quart import Blueprint, Quart, Response, current_app, render_template, request
 
+from .assets import is_precompressed
 from .l10n import languages
 
 SHELL_VERSION_HEADER = "X-Shell-Version"
@@ -42,7 +43,9 @@ def static_shell(static_dir: Path, url_prefix: str = "/static") -> Shell:
     files = sorted(
         path
         for path in static_dir.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.parts)
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.parts)
+        and not is_precompressed(path)  # the image build's .gz/.br beside a file
     )
     digest = hashlib.sha256()
     urls = []
