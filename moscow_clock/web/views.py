@@ -94,7 +94,7 @@ def _display(remembered: bool = False) -> Display:
 
 def _setting_links(display: Display, endpoint: str) -> list[tuple[str, str, str, str]]:
     """The theme and seconds options: (name, value, URL). With JavaScript a
-    click remembers the choice (static/js/preferences.js); the URL alone
+    click remembers the choice (static/js/settings.js); the URL alone
     works without it, for that view."""
     theme_next = {"auto": "light", "light": "dark", "dark": "auto"}[display.theme]
     theme_label = {

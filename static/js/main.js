@@ -3,8 +3,8 @@ import { ClockConnection } from "./connection.js";
 import { setUpWallScreen } from "./kiosk.js";
 import { OfflineShell, browserStorage } from "./offline.js";
 import { OffsetEstimator, localNow } from "./offset.js";
-import { rememberChoices } from "./preferences.js";
 import { ClockFace, MoscowFormat, SecondScheduler, moscowParts } from "./render.js";
+import { rememberChoices } from "./settings.js";
 import { fill, pageData } from "./strings.js";
 import { SunPanel } from "./sun.js";
 
