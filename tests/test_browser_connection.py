@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
-from .support.browser import watch_console
+from .support.browser import PROBE_LOG, watch_console
 from .support.server import ServerProcess
 from .support.timing import scaled
 
@@ -21,11 +21,7 @@ pytestmark = pytest.mark.browser
 
 Start = Callable[..., ServerProcess]
 # What Chromium logs for a refused handshake, a refused probe, a stopped server.
-EXPECTED = (
-    "WebSocket connection to",
-    "Failed to load resource",
-    "net::ERR_CONNECTION_REFUSED",
-)
+EXPECTED = ("WebSocket connection to", *PROBE_LOG)
 # The promise of issue 20, item 6: a restarted server is found within this.
 FOUND_WITHIN_S = 5.0
 
@@ -45,7 +41,7 @@ async def open_page(context: BrowserContext, url: str) -> tuple[Page, list[str]]
 
 
 def unexpected(problems: list[str]) -> list[str]:
-    return [text for text in problems if not any(known in text for known in EXPECTED)]
+    return [text for text in problems if not text.startswith(EXPECTED)]
 
 
 async def wait_for_state(page: Page, state: str, timeout_s: float) -> None:

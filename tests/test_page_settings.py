@@ -42,7 +42,8 @@ def test_the_cookie_gives_only_valid_choices() -> None:
 def test_theme_and_seconds_parameters() -> None:
     display = parse_display({"theme": "Dark", "seconds": "0"}, LANGS)
     assert (display.theme, display.seconds) == ("dark", False)
-    assert (parse_display({}, LANGS).theme, parse_display({}, LANGS).seconds) == ("auto", True)
+    assert (parse_display({}, LANGS).theme, parse_display({}, LANGS).seconds) == (None, True)
+    assert parse_display({"theme": "auto"}, LANGS).theme == "auto"  # told: not the default
     for bad in ({"theme": "blue"}, {"seconds": "no"}):
         with pytest.raises(BadParameter):
             parse_display(bad, LANGS)

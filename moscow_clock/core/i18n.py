@@ -98,7 +98,7 @@ class Display:
     hours: Hours = 24
     show_date: bool = True
     transparent: bool = False
-    theme: Theme = "auto"
+    theme: Theme | None = None  # None: not told (the system's, or light when transparent)
     seconds: bool = True
 
 
@@ -119,16 +119,16 @@ def parse_display(args: Mapping[str, str], supported: Iterable[str]) -> Display:
         hours=12 if _choice(args, "hours", ("24", "12"), "24") == "12" else 24,
         show_date=_choice(args, "date", ("1", "0"), "1") == "1",
         transparent=_choice(args, "bg", ("transparent",), None) == "transparent",
-        theme=_theme(_choice(args, "theme", THEMES, "auto")),
+        theme=_theme(_choice(args, "theme", THEMES, None)),
         seconds=_choice(args, "seconds", ("1", "0"), "1") == "1",
     )
 
 
-def _theme(value: str | None) -> Theme:
+def _theme(value: str | None) -> Theme | None:
     for theme in THEMES:
         if value == theme:
             return theme
-    return "auto"
+    return None
 
 
 def remembered_settings(cookie: str | None, supported: Iterable[str]) -> dict[str, str]:

@@ -96,12 +96,13 @@ def _setting_links(display: Display, endpoint: str) -> list[tuple[str, str, str,
     """The theme and seconds options: (name, value, URL). With JavaScript a
     click remembers the choice (static/js/settings.js); the URL alone
     works without it, for that view."""
-    theme_next = {"auto": "light", "light": "dark", "dark": "auto"}[display.theme]
+    theme = display.theme or "auto"
+    theme_next = {"auto": "light", "light": "dark", "dark": "auto"}[theme]
     theme_label = {
         "auto": _("Theme: automatic"),
         "light": _("Theme: light"),
         "dark": _("Theme: dark"),
-    }[display.theme]
+    }[theme]
     seconds_next = "0" if display.seconds else "1"
     return [
         ("theme", theme_next, theme_label, url_for(endpoint, **_kept(display), theme=theme_next)),
@@ -152,7 +153,7 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
         ),
         # A transparent embed takes the colour scheme it is told (?theme=),
         # light if told none: the host page's, not the visitor's system's.
-        "theme": "light" if display.transparent and display.theme == "auto" else display.theme,
+        "theme": display.theme or ("light" if display.transparent else "auto"),
         "setting_links": _setting_links(display, endpoint),
         "date_text": now.date_text(lang),
         "sun": {
