@@ -205,9 +205,9 @@ export class ClockConnection {
 
   async probe() {
     try {
+      // Credentials as the websocket's own (an auth proxy in front sees the same).
       const response = await fetch(this.probeUrl, {
         cache: "no-store",
-        credentials: "omit",
         signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
       });
       return { status: response.status, retryAfter: response.headers.get("Retry-After") };
