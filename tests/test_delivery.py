@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import json
 import os
 import re
 from pathlib import Path
@@ -157,3 +158,14 @@ async def test_chromium_decodes_the_compressed_files_and_runs_the_page(
         assert body == path.read_bytes(), url  # what the page got is the file, decoded
         if path.suffix in (".js", ".css"):
             assert coding == "br", url
+
+
+async def test_the_worker_precaches_what_the_offline_page_needs_and_no_icons(app: Quart) -> None:
+    body = await (await app.test_client().get("/sw.js")).get_data(as_text=True)
+    precache = json.loads(body.split("const PRECACHE = ", 1)[1].split(";\n", 1)[0])
+    needed = {f"/static/{name}" for name in module_graph(STATIC, "js/main.js")}
+    assert {"/", "/static/clock.css", "/static/js/boot.js", *needed} <= set(precache)
+    assert not [url for url in precache if url.startswith("/static/icons/")]
+    assert not [url for url in precache if url.endswith((".br", ".gz"))]
+    # The first install reads what the page has just loaded; an update fetches afresh.
+    assert 'const mode = first ? "force-cache" : "reload";' in body
