@@ -614,6 +614,7 @@ async def test_the_pages_probe_of_a_shed_path_gets_the_same_canned_503() -> None
         (b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", True),
         (b"GET /healthz HTTP/1.1\r\nHost: h\r\n", False),  # a head in pieces: not asked
         (b"POST /ws HTTP/1.1\r\nHost: h\r\n\r\n", False),  # not a GET: not asked
+        (b"GET /ws HTTP/1.1\r\n\x00\x01\r\n\r\n", False),  # malformed: Hypercorn's 400
     ],
 )
 async def test_anything_not_shed_reaches_the_protocol_as_its_first_read(

@@ -28,6 +28,8 @@ RETRY_AFTER_S = 5
 BODY = b"server busy, try again later\n"
 
 _REQUEST_LINE = re.compile(rb"GET (/[^ ?#\r\n]*)(?:\?[^ \r\n]*)? HTTP/1\.1\r\n")
+# Well-formed header lines (RFC 9110 field names, visible values) to the blank line.
+_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*\r\n")
 _UPGRADE = re.compile(rb"\r\nupgrade[ \t]*:[ \t]*websocket[ \t]*\r\n", re.IGNORECASE)
 
 
@@ -49,8 +51,8 @@ def probe_path(data: bytes) -> str | None:
     then asks its path over plain HTTP (static/js/backoff.js): that probe is
     shed with the same canned 503, at the same cost, while the app sheds."""
     line = _REQUEST_LINE.match(data)
-    if line is None or data.find(b"\r\n\r\n", line.end() - 2) < 0:
-        return None
+    if line is None or _HEADER_LINES.match(data, line.end()) is None:
+        return None  # a partial or malformed head is Hypercorn's to answer (400)
     return line[1].decode("latin-1")
 
 
