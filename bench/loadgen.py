@@ -14,15 +14,21 @@ milliseconds (exact pooling across workers, and the worst second's p99).
 
 With `--reconnect` a client behaves like the page (static/js/connection.js):
 a lost connection (close frame, reset, a refused handshake, 4.5 s of silence,
-a connect unanswered for 15 s) is retried after `backoffDelay(attempt)` (first
-250-500 ms, then with "equal jitter" doubling up to 10 s if the websocket had
-opened, x4 a step up to 60 s if it never did), the attempt count reset only by a tick;
-a 1001 close that asks to "reconnect within N ms" is retried at a uniformly
-random moment within N ms instead. As the page was before:
-`--ignore-hint --connect-timeout 4.5 --never-opened-cap 10 --never-opened-growth 2`. Reconnects
-go to `--reconnect-port` (the surviving server behind a balancer). A client's
-first connect is patient (no watchdog, no retry: the ramp is not the test)
-unless `--retry-first`.
+a connect unanswered for 15 s) is retried as static/js/backoff.js says: after
+a websocket that opened, "equal jitter" doubling from 250-500 ms up to 10 s;
+after a connect that never opened, the page's probe (a plain GET of /ws, 5 s
+at most) picks the schedule: 503 with Retry-After is busy (Retry-After..2x,
+then x4 a step to 60 s), no answer is down (x2 to 4 s; a refused connect is
+taken as down without a probe, as the probe would be refused too, at no cost
+to the server), any other answer x4 to 60 s. A change of kind starts its
+schedule afresh; a tick resets it. A 1001 close that asks to "reconnect
+within N ms" is retried at a uniformly random moment within N ms instead.
+As the page was before the probe: `--no-probe` (x4 to 60 s after every
+connect that never opened); before that, `--no-probe --ignore-hint
+--connect-timeout 4.5 --never-opened-cap 10 --never-opened-growth 2`.
+Reconnects go to `--reconnect-port` (the surviving server behind a balancer).
+A client's first connect is patient (no watchdog, no retry: the ramp is not
+the test) unless `--retry-first`.
 
 Run by `bench/run.py`, `bench/soak.py`, `bench/storm.py`; a worker prints one
 JSON summary line when done.
@@ -62,6 +68,9 @@ BACKOFF_BASE_MS = 500
 BACKOFF_CAP_MS = 10_000  # RETRY_CAP_MS: after a websocket that opened
 NEVER_OPENED_CAP_MS = 60_000  # after a connect that never opened
 NEVER_OPENED_GROWTH = 4  # the step after a connect that never opened
+DOWN_CAP_MS = 4_000  # while nothing answers
+MAX_RETRY_AFTER_MS = 60_000
+PROBE_TIMEOUT_S = 5.0
 
 
 HINT = re.compile(rb"reconnect within (\d+) ms")
@@ -84,6 +93,32 @@ def backoff_delay_ms(
     return ceiling / 2 + rand * (ceiling / 2)
 
 
+def retry_delay_ms(kind: str, attempt: int, rand: float, retry_after_ms: float = 0) -> float:
+    """`retryDelay` of static/js/backoff.js, exactly."""
+    if kind == "opened":
+        return backoff_delay_ms(attempt, rand, BACKOFF_CAP_MS, 2)
+    if kind == "down":
+        return backoff_delay_ms(attempt, rand, DOWN_CAP_MS, 2)
+    if kind == "busy":
+        base = max(2 * retry_after_ms, BACKOFF_BASE_MS)
+        ceiling = min(NEVER_OPENED_CAP_MS, base * NEVER_OPENED_GROWTH**attempt)
+        return max(retry_after_ms, ceiling / 2 + rand * (ceiling / 2))
+    return backoff_delay_ms(attempt, rand, NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH)
+
+
+def classify_probe(head: bytes | None) -> tuple[str, float]:
+    """`classifyProbe` of static/js/backoff.js, from the probe's response head."""
+    if head is None:
+        return "down", 0.0
+    status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+    wait = re.search(rb"\r\nretry-after:[ \t]*(\d+)[ \t]*(?:\r\n|$)", head, re.IGNORECASE)
+    if status == b"503" and wait:
+        return "busy", min(int(wait[1]) * 1000, MAX_RETRY_AFTER_MS)
+    if status in (b"502", b"503", b"504"):
+        return "down", 0.0
+    return "refused", 0.0
+
+
 @dataclass(slots=True)
 class Client:
     sock: socket.socket | None
@@ -96,6 +131,8 @@ class Client:
     opened_wall: float = 0.0  # when the websocket last opened
     last_heard: float = 0.0  # monotonic, for the page's silence watchdog
     attempt: int = 0  # the page's backoff attempt counter
+    failure: str = ""  # the kind of the last failures (backoff.js), "" after a tick
+    probing: bool = False  # this socket is the page's probe, a plain GET of /ws
     lost_at: float | None = None  # wall time the first connection was lost
     back_at: float | None = None  # wall time of the first tick after that
     index: int = 0  # in `everyone`
@@ -128,6 +165,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
     )
+    probe_request = "GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    probes: Counter[str] = Counter()
     started = time.monotonic()
     wall_offset = time.time() - started
     ramp_interval = 1.0 / args.rate
@@ -171,9 +210,30 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         client.sock.close()
         client.sock = None
 
+    def failed_as(client: Client, kind: str) -> str:
+        if kind != client.failure:
+            client.attempt = 0
+        client.failure = kind
+        return kind
+
+    def probed(client: Client, head: bytes | None) -> None:
+        """The probe's answer (None: none): wait as that kind of failure asks."""
+        close(client)
+        client.probing = False
+        kind, retry_after = classify_probe(head)
+        probes[kind] += 1
+        kind = failed_as(client, kind)
+        delay = retry_delay_ms(kind, client.attempt, random.random(), retry_after) / 1000
+        client.attempt += 1
+        client.state = WAITING
+        heapq.heappush(retries, (time.monotonic() + delay, client.index))
+
     def lost(client: Client, why: str, spread_ms: float = 0.0) -> None:
         """The connection failed or ended; as the page does, retry if asked to."""
         nonlocal dropped, connect_failures
+        if client.probing:
+            probed(client, None)
+            return
         was_open = client.state == OPEN
         close(client)
         client.state = CLOSED
@@ -189,9 +249,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             client.lost_at = now_wall
         if spread_ms > 0 and not args.ignore_hint:
             delay = random.random() * spread_ms / 1000
+        elif not was_open and not args.no_probe:
+            if why == "connect":  # refused: the probe would be too, at no cost to the server
+                probed(client, None)
+            else:  # the page asks /ws over plain HTTP whether the server is busy
+                client.probing = True
+                open_socket(client, client.port)
+            return
         else:
             if was_open:
                 cap, growth = BACKOFF_CAP_MS, 2.0
+                failed_as(client, "opened")
             else:
                 cap, growth = args.never_opened_cap * 1000, args.never_opened_growth
             delay = backoff_delay_ms(client.attempt, random.random(), cap, growth) / 1000
@@ -232,7 +300,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             silent = [
                 c
                 for c in clients.values()
-                if now - c.last_heard > (SILENCE_S if c.state == OPEN else connect_timeout)
+                if now - c.last_heard
+                > (
+                    SILENCE_S
+                    if c.state == OPEN
+                    else PROBE_TIMEOUT_S
+                    if c.probing
+                    else connect_timeout
+                )
             ]
             for client in silent:
                 if client.opened_wall or args.retry_first:
@@ -258,7 +333,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     lost(client, "connect")
                     continue
                 key = base64.b64encode(os.urandom(16)).decode()
-                request = handshake.format(host=args.host, port=client.port, key=key)
+                request = (probe_request if client.probing else handshake).format(
+                    host=args.host, port=client.port, key=key
+                )
                 try:
                     client.sock.send(request.encode())
                 except OSError:
@@ -284,6 +361,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 head, sep, rest = bytes(client.inbox).partition(b"\r\n\r\n")
                 if not sep:
                     continue
+                if client.probing:
+                    probed(client, head)
+                    continue
                 if not head.startswith(b"HTTP/1.1 101"):
                     status = head.split(b" ", 2)[1].decode() if b" " in head else "?"
                     lost(client, f"http {status}")
@@ -302,6 +382,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 elif opcode == TEXT:
                     if payload.startswith(b'{"type":"tick"'):
                         client.attempt = 0  # only a ticking connection counts as healthy
+                        client.failure = ""
                         if client.lost_at is not None and client.back_at is None:
                             client.back_at = arrived_ms / 1000
                         epoch_ms = int(payload.split(b'"epoch_ms":', 1)[1].split(b",", 1)[0])
@@ -327,6 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "connected": connected,
         "connect_failures": connect_failures,
         "failures": dict(failures),
+        "probes": dict(probes),
         "dropped": dropped,
         "seconds": int(args.seconds),
         "window_start": window_start,
@@ -360,6 +442,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--ignore-hint", action="store_true", help="as the page was before: no 1001 hint"
+    )
+    parser.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="as the page was before: no probe of /ws after a connect that never opened",
     )
     parser.add_argument(
         "--connect-timeout",

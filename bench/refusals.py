@@ -11,6 +11,11 @@ bytes):
 
     python -m bench.refusals            # refused by the server (shed)
     python -m bench.refusals --split    # refused by the app (busy)
+    python -m bench.refusals --probe    # the page's probe, a plain GET /ws (shed)
+
+`--probe` sends the page's probe instead of a handshake (static/js/
+backoff.js): a plain `GET /ws`, which the server refuses from the first
+bytes like a handshake while the app sheds.
 """
 
 from __future__ import annotations
@@ -43,9 +48,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-async def refuse(port: int, split: bool, statuses: dict[int, int]) -> None:
+PROBE = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n\r\n"
+
+
+async def refuse(port: int, split: bool, statuses: dict[int, int], probe: bool = False) -> None:
     key = base64.b64encode(os.urandom(16)).decode()
-    head = HANDSHAKE.format(port=port, key=key).encode()
+    head = (PROBE if probe else HANDSHAKE).format(port=port, key=key).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         if split:
@@ -70,13 +78,15 @@ async def refuse(port: int, split: bool, statuses: dict[int, int]) -> None:
             await writer.wait_closed()
 
 
-async def flood(port: int, count: int, concurrency: int, split: bool) -> dict[int, int]:
+async def flood(
+    port: int, count: int, concurrency: int, split: bool, probe: bool = False
+) -> dict[int, int]:
     statuses: dict[int, int] = {}
     left = iter(range(count))
 
     async def worker() -> None:
         for _ in left:
-            await refuse(port, split, statuses)
+            await refuse(port, split, statuses, probe)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return statuses
@@ -87,6 +97,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--split", action="store_true")
+    parser.add_argument("--probe", action="store_true", help="the page's plain GET /ws")
     args = parser.parse_args()
     raise_open_files()
     port = free_port()
@@ -103,7 +114,7 @@ def main() -> None:
         os.sched_setaffinity(0, {1})
         load = loadavg()
         before, started = cpu_s(process.pid), time.monotonic()
-        statuses = asyncio.run(flood(port, args.count, args.concurrency, args.split))
+        statuses = asyncio.run(flood(port, args.count, args.concurrency, args.split, args.probe))
         used, wall = cpu_s(process.pid) - before, time.monotonic() - started
         refused = {k: v for k, v in scrape(port).items() if "refused_total" in k}
         admitted.close()
@@ -111,8 +122,9 @@ def main() -> None:
         process.terminate()
         process.wait(15)
     print(f"# {machine()}; load {load} -> {loadavg()}")
+    kind = "probes" if args.probe else "handshakes"
     print(
-        f"{'split (app)' if args.split else 'whole (server)'}: {args.count} handshakes,"
+        f"{'split (app)' if args.split else 'whole (server)'}: {args.count} {kind},"
         f" statuses {statuses}, {refused}; server CPU {used:.2f} s in {wall:.1f} s:"
         f" {1e6 * used / args.count:.0f} us per refusal, {args.count / wall:.0f} refusals/s"
     )

@@ -7,8 +7,10 @@ The receiving server runs on core 0 with `--resident` clients of its own
 (their tick lateness is watched throughout); the doomed one on core 1 beside
 the load generators (load shedding off there), with `--moved` clients that,
 once connected, reconnect like the page
-(static/js/connection.js: first retry after 250-500 ms, then doubling, a
-4.5 s watchdog on a connect that does not complete; bench/loadgen.py). Once
+(static/js/connection.js and backoff.js: first retry after 250-500 ms, then
+doubling; after a connect that never opened, the probe of /ws picks busy,
+down or refused; a 15 s watchdog on a connect that does not complete;
+bench/loadgen.py). Once
 everything ticks, the doomed server gets SIGTERM (it closes every websocket
 with 1001). Reported: handshakes per second the receiving server completed
 (peak second, and the mean until 99 % were back), how long until 50 %, 99 %
@@ -88,6 +90,9 @@ def main() -> None:
     parser.add_argument("--generators", type=int, default=2, help="for the moved clients")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--ignore-hint", action="store_true", help="as the page was before")
+    parser.add_argument(
+        "--no-probe", action="store_true", help="as the page was before: no probe of /ws"
+    )
     parser.add_argument("--connect-timeout", type=float, default=15.0, help="before: 4.5")
     parser.add_argument(
         "--never-opened-cap", type=float, default=60.0, help="backoff cap (s); before: 10"
@@ -114,7 +119,8 @@ def main() -> None:
                     "--reconnect-port", str(receiving_port),
                     "--connect-timeout", str(args.connect_timeout),
                     "--never-opened-cap", str(args.never_opened_cap),
-                    *(["--ignore-hint"] if args.ignore_hint else []))
+                    *(["--ignore-hint"] if args.ignore_hint else []),
+                    *(["--no-probe"] if args.no_probe else []))
             for _ in range(args.generators)
         ]  # fmt: skip
         resident = loadgen(
@@ -137,8 +143,10 @@ def main() -> None:
     total = sum(report["clients"] for report in movers)
     handshakes = Counter(int(t - stopped_at) for report in movers for t in report["handshakes_at"])
     failures: Counter[str] = Counter()
+    probes: Counter[str] = Counter()
     for report in movers:
         failures.update(report["failures"])
+        probes.update(report.get("probes", {}))
 
     def time_to(share: float) -> float:
         needed = math.ceil(share * total)
@@ -162,6 +170,7 @@ def main() -> None:
         "handshakes_mean_per_s": sum(handshakes[s] for s in range(until)) / max(until, 1),
         "handshakes_by_second": [handshakes[s] for s in range(math.ceil(args.after))],
         "failed_attempts": dict(failures),
+        "probes": dict(probes),
         "resident_p99_before_max": max(before, default=float("nan")),
         "resident_p99_during_max": max(during, default=float("nan")),
         "resident_p99_by_second": resident_p99,
@@ -173,7 +182,7 @@ def main() -> None:
         f"{result['t50_s']:.1f} s, 99 % after {t99:.1f} s, all after {result['t100_s']:.1f} s; "
         f"handshakes/s peak {result['handshakes_peak_per_s']}, mean "
         f"{result['handshakes_mean_per_s']:.0f} until 99 %; failed attempts "
-        f"{dict(failures)}; residents' p99 per second: before <= "
+        f"{dict(failures)} (probes {dict(probes)}); residents' p99 per second: before <= "
         f"{result['resident_p99_before_max']:.0f} ms, during <= "
         f"{result['resident_p99_during_max']:.0f} ms (dropped {residents['dropped']}); "
         f"load {result['load']}"

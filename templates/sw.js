@@ -3,25 +3,35 @@
 // "/" is network-first: online, the page always comes from the server (and is
 // kept as the offline copy); offline, or with no answer in NETWORK_TIMEOUT_MS,
 // the kept copy is served, marked data-source="cache" so the page knows its
-// server-rendered time is old. Static files are cache-first from a cache named
+// server-rendered time is old. The offline copy of "/" is the visitor's own
+// page: only a navigation to "/" without a query is kept as it (the server
+// renders it in the visitor's remembered choices, static/js/settings.js); a
+// navigation with a query (a link from elsewhere, ?lang=ru&hours=12) is kept
+// under its own address only, so it can be opened again offline, but never
+// becomes what "/" shows. At most MAX_KEPT_QUERIES such copies are kept. Static files are cache-first from a cache named
 // by VERSION, a hash of static/ that the server renders into this file: a
 // deploy changes this file, the browser installs the new worker, which fetches
 // the new files and deletes the old cache. A page whose X-Shell-Version is not
 // VERSION means a deploy this worker predates: from then on it fetches static
-// files from the network until its successor takes over.
+// files from the network until its successor takes over. The first install
+// takes the files from the HTTP cache the page has just filled (force-cache:
+// no second download); an update fetches them afresh (reload).
 const VERSION = {{ version | tojson }};
 const PRECACHE = {{ precache | tojson }};
 const CACHE_PREFIX = "moscow-clock-";
 const CACHE = CACHE_PREFIX + VERSION;
 const PAGE = "/";
 const NETWORK_TIMEOUT_MS = 6000;
+const MAX_KEPT_QUERIES = 4;
 let outdated = false;
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
     (async () => {
+      const first = !(await caches.keys()).some((name) => name.startsWith(CACHE_PREFIX));
       const cache = await caches.open(CACHE);
-      await cache.addAll(PRECACHE.map((url) => new Request(url, { cache: "reload" })));
+      const mode = first ? "force-cache" : "reload";
+      await cache.addAll(PRECACHE.map((url) => new Request(url, { cache: mode })));
       await self.skipWaiting();
     })(),
   );
@@ -53,10 +63,11 @@ self.addEventListener("fetch", (event) => {
 
 async function page(request) {
   const cache = await caches.open(CACHE);
+  const key = keptAs(new URL(request.url));
   const network = fetch(request).then(async (response) => {
     if (response.ok) {
       if (response.headers.get("X-Shell-Version") === VERSION) {
-        await cache.put(PAGE, response.clone());
+        await keep(cache, key, response.clone());
       } else {
         outdated = true;
         self.registration.update().catch(() => {});
@@ -71,9 +82,25 @@ async function page(request) {
   } catch {
     // no network: fall through to the kept copy
   }
-  const kept = await cache.match(PAGE);
+  const kept = (await cache.match(key)) ?? (await cache.match(PAGE));
   if (kept) return markedAsCached(kept);
   return network; // nothing kept: the browser shows its own offline page
+}
+
+/** Where a navigation's page is kept: "/" for "/" alone, else its own address. */
+function keptAs(url) {
+  url.searchParams.sort();
+  return url.search ? PAGE + url.search : PAGE;
+}
+
+/** Keeps a page; copies of addresses with a query are few, the oldest dropped. */
+async function keep(cache, key, response) {
+  await cache.put(key, response);
+  if (key === PAGE) return;
+  const withQuery = (await cache.keys()).filter((request) => new URL(request.url).search);
+  for (const old of withQuery.slice(0, Math.max(0, withQuery.length - MAX_KEPT_QUERIES))) {
+    await cache.delete(old);
+  }
 }
 
 /** The kept page, marked so that its script does not take its time as now. */

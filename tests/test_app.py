@@ -29,9 +29,11 @@ async def test_page_shows_moscow_time_without_javascript(app: Quart) -> None:
 async def test_page_has_no_inline_script_or_style(app: Quart) -> None:
     response = await app.test_client().get("/")
     html = await response.get_data(as_text=True)
-    # One module, and one JSON data block (language, hours and the strings the
-    # script shows; never executed, so the CSP allows it).
+    # The blocking settings script (static/js/boot.js), one module, and one
+    # JSON data block (language, hours and the strings the script shows; never
+    # executed, so the CSP allows it).
     assert re.findall(r"<script\b[^>]*>", html) == [
+        '<script src="/static/js/boot.js">',
         '<script type="module" src="/static/js/main.js">',
         '<script type="application/json" id="page-data">',
     ]

@@ -356,14 +356,18 @@ async def test_page_modules_units(browser: Browser) -> None:
     ]
 
 
-async def test_the_backoff_grows_to_a_minute_only_while_connects_never_open(
+async def test_after_a_connect_that_never_opened_the_probe_picks_the_backoff(
     browser: Browser,
 ) -> None:
-    """A page cannot see a refused handshake's 503: refused and down look the
-    same, an error before open. Those retries back off x4 a step to 60 s, so refused
-    pages stop costing an overloaded server; one that opened and failed before
-    a tick still backs off to 10 s. (A fake WebSocket and timers that record
-    their delay and never fire: the page's real ClockConnection.)"""
+    """A page cannot see a refused handshake's 503: refused and down both end
+    in an error before open. The page then asks /ws over plain HTTP (the
+    probe): busy (503 + Retry-After) waits at least Retry-After, then x4 a
+    step to 60 s, so refused pages stop costing an overloaded server; no
+    answer (down) backs off x2 to 4 s, so a restarted server is found soon; a
+    server that answers otherwise (426, or an origin it refused) gets the long
+    x4 schedule; one that opened and failed before a tick backs off to 10 s.
+    (A fake WebSocket, a fake fetch and timers that record their delay and
+    never fire: the page's real ClockConnection.)"""
     page = await static_page(browser)
     delays = await page.evaluate(
         """async () => {
@@ -375,35 +379,59 @@ async def test_the_backoff_grows_to_a_minute_only_while_connects_never_open(
         close() { this.readyState = 3; }
         send() {}
       }
+      let answer = null;  // what the probe gets: null = no answer at all
+      const probes = [];
+      window.fetch = async (url) => {
+        probes.push(url);
+        if (answer === null) throw new TypeError("Failed to fetch");
+        return { status: answer[0], headers: new Headers(answer[1]) };
+      };
       const timers = [];
       window.WebSocket = FakeSocket;
       window.setTimeout = (fn, ms) => timers.push(ms) - 1;
       window.clearTimeout = () => {};
       Math.random = () => 1;  // the top of each jittered range
-      const handlers = { onOpen() {}, onTick() {}, onState() {} };
+      const states = [];
+      const handlers = { onOpen() {}, onTick() {}, onState(s) { states.push(s); } };
       const connection = new ClockConnection("ws://clock.example/ws", handlers, () => 0);
       connection.start();
-      const retries = () => timers[connection.retry];
-      const refused = [];
-      for (let i = 0; i < 9; i++) {
-        sockets.at(-1).onerror();  // refused: an error before open
-        refused.push(retries());
-        connection.connect("reconnecting");  // the retry timer firing
-      }
+      const failures = async (n, probeAnswer) => {
+        answer = probeAnswer;
+        const delays = [];
+        for (let i = 0; i < n; i++) {
+          sockets.at(-1).onerror();  // an error before open
+          while (typeof connection.retry !== "number") await new Promise((r) => queueMicrotask(r));
+          delays.push(timers[connection.retry]);
+          connection.connect("reconnecting");  // the retry timer firing
+        }
+        return delays;
+      };
+      const busy = await failures(5, [503, { "Retry-After": "5" }]);
+      const busyState = states.at(-1);
+      const down = await failures(6, null);
+      const downState = states.at(-1);
+      const proxyDown = await failures(2, [502, {}]);
+      const refused = await failures(6, [426, {}]);
       const socket = sockets.at(-1);
       socket.readyState = 1;
       socket.onopen();
       socket.onclose({ code: 1006, reason: "" });  // opened, lost before a tick
-      const opened = retries();
-      connection.connect("reconnecting");
-      sockets.at(-1).onerror();  // and a refusal after it: back to the long cap
-      return { refused, opened, after: retries() };
+      const opened = timers[connection.retry];
+      return { busy, busyState, down, downState, proxyDown, refused, opened,
+               probes: [...new Set(probes)] };
     }"""
     )
     await page.close()
     assert delays == {
+        # Retry-After..2x, 4x..8x, then 30-60 s (the top of each range here).
+        "busy": [10000, 40000, 60000, 60000, 60000],
+        "busyState": "busy",
+        # Nothing answers: x2 to 4 s, whatever the outage's length.
+        "down": [500, 1000, 2000, 4000, 4000, 4000],
+        "downState": "reconnecting",
+        "proxyDown": [4000, 4000],  # a proxy's 502: the server is still not there
         # x4 a step: after ~0.4, 1.9, 7.9, 32 s (docs/PERFORMANCE.md, Overload).
-        "refused": [500, 2000, 8000, 32000, 60000, 60000, 60000, 60000, 60000],
-        "opened": 10000,
-        "after": 60000,
+        "refused": [500, 2000, 8000, 32000, 60000, 60000],
+        "opened": 500,  # a new kind of failure starts its schedule afresh
+        "probes": ["http://clock.example/ws"],
     }

@@ -361,10 +361,21 @@ CONTRASTS = """() => {
 
 
 TRANSPARENT_PARENT = """<!doctype html><html lang="en"><head><title>Another site</title>
-<meta name="color-scheme" content="light dark"></head>
+{meta}</head>
 <body style="background: Canvas; color: CanvasText"><main><h1>Another site</h1>
-<iframe title="Moscow time" src="{clock}/embed?lang=ru&bg=transparent" width="480" height="200">
-</iframe></main></body></html>"""
+<iframe title="Moscow time" src="{clock}/embed?lang=ru&bg=transparent{told}" width="480"
+height="200"></iframe></main></body></html>"""
+# (visitor's scheme, the host page's color-scheme, what the embed is told, the host's canvas)
+TRANSPARENT_HOSTS = [
+    # A host that follows the visitor's scheme says so: theme=auto.
+    ("light", "light dark", "&theme=auto", "rgb(255, 255, 255)"),
+    ("dark", "light dark", "&theme=auto", "rgb(18, 18, 18)"),
+    # A light-only host (most pages declare nothing) and a dark visitor: told
+    # nothing, the embed is light, not the visitor's dark (issue 20).
+    ("dark", None, "", "rgb(255, 255, 255)"),
+    # A dark host tells the embed so, whatever the visitor's scheme.
+    ("light", "dark", "&theme=dark", "rgb(18, 18, 18)"),
+]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -434,24 +445,26 @@ async def test_reduced_motion_stops_the_status_pulse(
     assert await page.evaluate(pulse) == "none"
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize(("scheme", "host", "told", "canvas"), TRANSPARENT_HOSTS)
 async def test_transparent_embed_is_legible(
-    browser: Browser, start_server: Start, scheme: str
+    browser: Browser, start_server: Start, scheme: str, host: str | None, told: str, canvas: str
 ) -> None:
-    """Framed by a page that follows the colour scheme, the transparent embed
-    shows the page's own background, and its text keeps WCAG AA contrast on it.
+    """Framed by a page, the transparent embed shows the page's own
+    background, and its text keeps WCAG AA contrast on it: it takes the
+    colour scheme it is told (?theme=), light if told none, not the visitor's.
     (The parent is served at the clock's origin only so that the test can read
     into the frame; the framing itself is tested cross-origin above.)"""
     server = start_server(EMBED_ORIGINS="*")
     context = await browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
     page = await context.new_page()
     parent = server.url + "/test-parent"
-    html = TRANSPARENT_PARENT.format(clock=server.url)
+    meta = f'<meta name="color-scheme" content="{host}">' if host else ""
+    html = TRANSPARENT_PARENT.format(clock=server.url, meta=meta, told=told)
     await page.route(parent, lambda route: route.fulfill(body=html, content_type="text/html"))
     await page.goto(parent)
     await page.frame_locator("iframe").locator("#clock").wait_for()
     found = await page.evaluate(CONTRASTS)
     assert found["own"] == "rgba(0, 0, 0, 0)"  # transparent: the parent shows through
-    assert found["behind"] == ("rgb(255, 255, 255)" if scheme == "light" else "rgb(18, 18, 18)")
+    assert found["behind"] == canvas
     assert min(found["ratios"]) >= 4.5, found
     await context.close()

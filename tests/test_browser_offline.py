@@ -15,7 +15,7 @@ from playwright.async_api import Browser, BrowserContext, Page
 
 from moscow_clock.core.clock import moscow_time
 
-from .support.browser import watch_console
+from .support.browser import PROBE_LOG, watch_console
 from .support.page import RECORD_FLIPS, recorded_flips, wait_until_synced
 from .support.png import png_size
 from .support.server import ROOT, ServerProcess
@@ -31,8 +31,9 @@ document.addEventListener("securitypolicyviolation", (event) => {
   console.error(`CSP violation: ${event.violatedDirective} ${event.blockedURI}`);
 });
 """
-# While offline the page's websocket attempts fail, and Chromium logs each one.
-EXPECTED_OFFLINE = ("WebSocket connection to", "net::ERR_INTERNET_DISCONNECTED")
+# While offline the page's websocket attempts fail, and Chromium logs each one
+# (and the probe of /ws, static/js/backoff.js, while a restarted server is away).
+EXPECTED_OFFLINE = ("WebSocket connection to", "net::ERR_INTERNET_DISCONNECTED", *PROBE_LOG)
 
 
 class Problems(list[str]):

@@ -648,11 +648,29 @@ async def test_a_shed_upgrade_is_answered_from_the_first_read_without_the_protoc
     server._close.assert_awaited_once()
 
 
+async def test_the_pages_probe_of_a_shed_path_gets_the_same_canned_503() -> None:
+    """A browser cannot read a refused handshake's status; the page then asks
+    /ws over plain HTTP (static/js/backoff.js). While the app sheds, that
+    probe is refused from the first read too, as cheaply, with Retry-After."""
+    refuse = Mock(return_value=True)
+    server, writer = shedding_server(b"GET /ws HTTP/1.1\r\nHost: h\r\n\r\n", refuse)
+    await server._read_data()
+    refuse.assert_called_once_with("/ws")
+    (sent,), _ = writer.write.call_args
+    assert sent.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nretry-after: 5\r\n" in sent
+    server.protocol.handle.assert_not_called()
+
+
 @pytest.mark.parametrize(
     ("data", "asked"),
     [
         (UPGRADE, True),  # not shedding now: Hypercorn and the app go on as ever
-        (b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", False),  # not an upgrade: not asked
+        # A plain GET is asked too (the page's probe of /ws), and goes on when not refused.
+        (b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", True),
+        (b"GET /healthz HTTP/1.1\r\nHost: h\r\n", False),  # a head in pieces: not asked
+        (b"POST /ws HTTP/1.1\r\nHost: h\r\n\r\n", False),  # not a GET: not asked
+        (b"GET /ws HTTP/1.1\r\n\x00\x01\r\n\r\n", False),  # malformed: Hypercorn's 400
     ],
 )
 async def test_anything_not_shed_reaches_the_protocol_as_its_first_read(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
+import importlib
 import json
 import re
 import time
@@ -116,6 +118,29 @@ def test_image_size_and_layers(engine: Engine, images: dict[str, str], variant: 
 def fetch(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=scaled(5)) as response:
         return response.status, response.read().decode()
+
+
+def fetch_encoded(url: str, accept: str) -> tuple[str | None, str | None, bytes]:
+    request = urllib.request.Request(url, headers={"Accept-Encoding": accept})
+    with urllib.request.urlopen(request, timeout=scaled(5)) as response:
+        return response.headers["Content-Encoding"], response.headers["Vary"], response.read()
+
+
+async def test_serves_the_static_files_compressed_as_made_at_build(container: Container) -> None:
+    """The image build made each file's gzip and brotli variants (and left the
+    brotli module out): served by Accept-Encoding, the repository's file once
+    decoded (docs/page-delivery.md)."""
+    brotli = importlib.import_module("brotli")
+    for path in ("js/main.js", "clock.css"):
+        raw = (ROOT / "static" / path).read_bytes()
+        url = f"{container.url}/static/{path}"
+        for accept, decode in (("br", brotli.decompress), ("gzip", gzip.decompress)):
+            coding, vary, body = await asyncio.to_thread(fetch_encoded, url, accept)
+            assert (coding, vary) == (accept, "Accept-Encoding"), path
+            assert decode(body) == raw, path
+        coding, _, body = await asyncio.to_thread(fetch_encoded, url, "identity")
+        assert coding is None
+        assert body == raw
 
 
 async def test_serves_the_page_health_and_ticks(container: Container) -> None:
@@ -281,7 +306,7 @@ async def test_the_page_in_russian_with_the_sun(container: Container) -> None:
             return response.read().decode(), response.headers["Vary"]
 
     page, vary = await asyncio.to_thread(get)
-    assert '<html lang="ru">' in page
+    assert '<html lang="ru"' in page
     assert "Московское время" in page
     assert "Восход" in page
     assert " г.</p>" in page  # the CLDR date

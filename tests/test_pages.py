@@ -37,7 +37,7 @@ def page_data(html: str) -> dict[str, object]:
 async def test_russian_by_header(app: Quart, path: str) -> None:
     status, html, headers = await get(app, path, RU)
     assert status == 200
-    assert '<html lang="ru">' in html
+    assert '<html lang="ru"' in html
     assert "<title>22:40:05 · Московское время</title>" in html
     assert "четверг, 26 ноября 2026 г." in html
     assert ">Московское время<" in html
@@ -49,18 +49,18 @@ async def test_english_by_header_and_by_default(app: Quart) -> None:
     for headers in (EN, {}, {"Accept-Language": "de-DE,fr;q=0.5"}):
         status, html, response_headers = await get(app, "/", headers)
         assert status == 200
-        assert '<html lang="en">' in html
+        assert '<html lang="en"' in html
         assert "Thursday, November 26, 2026" in html
         assert "Accept-Language" in response_headers["Vary"]
 
 
 async def test_lang_parameter_overrides_the_header(app: Quart) -> None:
     _, html, headers = await get(app, "/?lang=en", RU)
-    assert '<html lang="en">' in html
+    assert '<html lang="en"' in html
     assert ">Moscow time<" in html
     assert "Accept-Language" not in headers.get("Vary", "")  # the URL alone decides
     _, html, _ = await get(app, "/?lang=ru", EN)
-    assert '<html lang="ru">' in html
+    assert '<html lang="ru"' in html
 
 
 async def test_every_visible_string_is_russian(app: Quart) -> None:
@@ -101,11 +101,16 @@ async def test_sun_under_the_date_in_both_languages(app: Quart) -> None:
 
 async def test_links_to_the_other_language_and_hours_keep_the_other_choice(app: Quart) -> None:
     _, html, _ = await get(app, "/?hours=12", RU)
-    assert '<a href="/?hours=12&amp;lang=en" lang="en" hreflang="en">English</a>' in html
-    assert '<a href="/">24-часовой формат</a>' in html
+    assert (
+        '<a href="/?hours=12&amp;lang=en" lang="en" hreflang="en"'
+        ' data-setting="lang" data-value="en">English</a>'
+    ) in html
+    assert '<a href="/" data-setting="hours" data-value="24">24-часовой формат</a>' in html
     _, html, _ = await get(app, "/?lang=en")
-    assert 'hreflang="ru">Русский</a>' in html
-    assert '<a href="/?lang=en&amp;hours=12">12-hour clock</a>' in html
+    assert 'data-value="ru">Русский</a>' in html
+    assert (
+        '<a href="/?lang=en&amp;hours=12" data-setting="hours" data-value="12">12-hour clock</a>'
+    ) in html
 
 
 async def test_embed(app: Quart) -> None:
@@ -156,7 +161,7 @@ async def test_bad_parameters_get_a_clear_400(app: Quart, path: str, query: str)
     assert status == 400
     name = query.split("=")[0]
     assert f"Параметр {name} принимает значения" in html
-    assert '<html lang="ru">' in html
+    assert '<html lang="ru"' in html
     assert "Traceback" not in html
     assert headers["Cache-Control"] == "no-store"
 
@@ -182,13 +187,13 @@ async def test_bad_parameter_as_json(app: Quart) -> None:
 async def test_a_garbage_accept_language_is_never_an_error(app: Quart, header: str) -> None:
     status, html, _ = await get(app, "/", {"Accept-Language": header})
     assert status == 200
-    assert re.search(r'<html lang="(en|ru)">', html)
+    assert re.search(r'<html lang="(en|ru)"', html)
 
 
 async def test_error_pages_are_translated(app: Quart) -> None:
     status, html, headers = await get(app, "/no/such/page", {**RU, "Accept": "text/html"})
     assert status == 404
-    assert '<html lang="ru">' in html
+    assert '<html lang="ru"' in html
     assert "404 Не найдено" in html
     assert "По этому адресу ничего нет." in html
     assert ">Время в Москве</a>" in html

@@ -17,6 +17,13 @@ DEFAULT_LANGUAGE = "en"
 MAX_HEADER_CHARS = 2048
 
 type Hours = Literal[12, 24]
+type Theme = Literal["auto", "light", "dark"]
+THEMES: tuple[Theme, ...] = ("auto", "light", "dark")
+# What the page remembers (static/js/settings.js), in this cookie, in the
+# query-string form: `lang=ru&hours=12&theme=dark&seconds=0`.
+SETTINGS_COOKIE = "clock_settings"
+REMEMBERED = ("lang", "hours", "theme", "seconds")
+MAX_COOKIE_CHARS = 256
 
 
 def parse_accept_language(header: str | None) -> LanguageAccept:
@@ -73,10 +80,12 @@ class Display:
     hours: Hours = 24
     show_date: bool = True
     transparent: bool = False
+    theme: Theme | None = None  # None: not told (the system's, or light when transparent)
+    seconds: bool = True
 
 
 def parse_display(args: Mapping[str, str], supported: Iterable[str]) -> Display:
-    """Read `lang`, `hours`, `date` and `bg`; other parameters are ignored.
+    """Read `lang`, `hours`, `date`, `bg`, `theme` and `seconds`; other parameters are ignored.
 
     A known parameter with an unknown value is an error (400) rather than
     silently ignored, so a mistyped embed snippet is noticed at once.
@@ -92,7 +101,36 @@ def parse_display(args: Mapping[str, str], supported: Iterable[str]) -> Display:
         hours=12 if _choice(args, "hours", ("24", "12"), "24") == "12" else 24,
         show_date=_choice(args, "date", ("1", "0"), "1") == "1",
         transparent=_choice(args, "bg", ("transparent",), None) == "transparent",
+        theme=_theme(_choice(args, "theme", THEMES, None)),
+        seconds=_choice(args, "seconds", ("1", "0"), "1") == "1",
     )
+
+
+def _theme(value: str | None) -> Theme | None:
+    for theme in THEMES:
+        if value == theme:
+            return theme
+    return None
+
+
+def remembered_settings(cookie: str | None, supported: Iterable[str]) -> dict[str, str]:
+    """The valid choices in the settings cookie (`lang=ru&hours=12`), to
+    fill what the query string leaves out. A cookie is the visitor's own
+    storage, not a request to check: anything unknown or invalid in it is
+    dropped, never an error."""
+    if not cookie or len(cookie) > MAX_COOKIE_CHARS:
+        return {}
+    languages = set(supported)
+    allowed = {"hours": ("24", "12"), "theme": THEMES, "seconds": ("1", "0")}
+    found: dict[str, str] = {}
+    for item in cookie.split("&"):
+        name, _, value = item.partition("=")
+        value = value.strip().lower()
+        if name not in REMEMBERED or name in found:
+            continue
+        if value in languages if name == "lang" else value in allowed[name]:
+            found[name] = value
+    return found
 
 
 def _choice(

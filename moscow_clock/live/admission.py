@@ -167,6 +167,11 @@ class Gate:
         self._open += 1
         return Admitted(self)
 
+    def refusal_for_load(self) -> Refusal | None:
+        """FULL or BUSY if a handshake now would be refused for capacity or
+        load (without taking a place): the answer to the page's probe."""
+        return self._no_room()
+
     def shedding(self) -> bool:
         """Whether a handshake now would be refused for capacity or load (FULL
         or BUSY), so the server may refuse it before it reaches the app."""

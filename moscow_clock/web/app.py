@@ -31,7 +31,7 @@ from ..live.metrics import Metrics
 from ..live.stalls import GcPauses, LoopLag
 from ..live.stats import Stats
 from ..live.ticker import Ticker
-from . import l10n
+from . import delivery, l10n
 from .endpoint import WebsocketEndpoint
 from .errors import register_error_pages
 from .pwa import register_shell
@@ -118,6 +118,7 @@ def create_app(
     app.asgi_app = WebsocketEndpoint(app.asgi_app, runtime)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
     register_shell(app, ROOT / "static")
+    delivery.install(app, ROOT / "static")
     app.while_serving(_run_ticker)
     app.while_serving(_watch_the_clock)
     app.while_serving(_watch_stalls)

@@ -16,7 +16,14 @@ from pathlib import Path
 from babel import Locale
 from quart import Quart, Response, g, has_request_context, request
 
-from ..core.preferences import DEFAULT_LANGUAGE, Display, negotiate_language, parse_display
+from ..core.preferences import (
+    DEFAULT_LANGUAGE,
+    SETTINGS_COOKIE,
+    Display,
+    negotiate_language,
+    parse_display,
+    remembered_settings,
+)
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 DOMAIN = "messages"
@@ -74,10 +81,17 @@ def languages() -> tuple[str, ...]:
     return _catalogues().languages
 
 
-def page_display() -> Display:
+def page_display(remembered: bool = False) -> Display:
     """The page's options from the query string (BadParameter for a bad
-    value), with the language settled for this request."""
-    display = parse_display(request.args, languages())
+    value), with the language settled for this request. `remembered`: the
+    visitor's saved choices (the settings cookie) fill what the query string
+    leaves out."""
+    args: dict[str, str] = request.args.to_dict()
+    if remembered:
+        g.remembered = True
+        saved = remembered_settings(request.cookies.get(SETTINGS_COOKIE), languages())
+        args = {**saved, **args}
+    display = parse_display(args, languages())
     _settle(display.lang)
     return display
 
@@ -130,4 +144,6 @@ async def _vary(response: Response) -> Response:
     """Responses whose language came from Accept-Language depend on it."""
     if has_request_context() and g.get("lang_from_header"):
         response.vary.add("Accept-Language")
+    if has_request_context() and g.get("remembered"):
+        response.vary.add("Cookie")
     return response

@@ -18,12 +18,14 @@ from pathlib import Path
 
 from quart import Blueprint, Quart, Response, current_app, render_template, request
 
+from .assets import is_precompressed
 from .l10n import languages
 
 SHELL_VERSION_HEADER = "X-Shell-Version"
 MANIFEST_TYPE = "application/manifest+json"
 # Revalidate on every use: an update must be seen at the next visit.
 REVALIDATE = {"Cache-Control": "no-cache"}
+ICONS = "/static/icons/"
 
 blueprint = Blueprint("pwa", __name__)
 
@@ -41,7 +43,9 @@ def static_shell(static_dir: Path, url_prefix: str = "/static") -> Shell:
     files = sorted(
         path
         for path in static_dir.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.parts)
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.parts)
+        and not is_precompressed(path)  # the image build's .gz/.br beside a file
     )
     digest = hashlib.sha256()
     urls = []
@@ -76,7 +80,10 @@ async def manifest() -> tuple[str, int, dict[str, str]]:
 async def service_worker() -> tuple[str, int, dict[str, str]]:
     """Served from the root so that its scope is the whole site."""
     shell = current_shell()
-    body = await render_template("sw.js", version=shell.version, precache=["/", *shell.static_urls])
+    # The app icons are for the browser's install UI, not the offline page:
+    # cached when first used, not downloaded by every install.
+    precache = ["/", *(url for url in shell.static_urls if not url.startswith(ICONS))]
+    body = await render_template("sw.js", version=shell.version, precache=precache)
     return body, 200, {"Content-Type": "text/javascript; charset=utf-8", **REVALIDATE}
 
 

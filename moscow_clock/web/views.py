@@ -22,7 +22,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 @blueprint.get("/")
 async def page() -> tuple[str, int, dict[str, str]]:
-    display = _display()
+    display = _display(remembered=True)
     html = await render_template("index.html", **_clock_context(display, "clock.page"))
     return html, 200, NO_STORE
 
@@ -72,19 +72,56 @@ async def metrics() -> tuple[bytes, int, dict[str, str]]:
 
 @blueprint.get("/ws")
 async def ws_over_plain_http() -> tuple[str, int, dict[str, str]]:
-    """A plain GET where the websocket lives: say how to talk to it."""
+    """A plain GET where the websocket lives: say how to talk to it, or, while
+    a handshake would be refused for capacity or load, the same 503 and
+    Retry-After the handshake gets. A browser cannot read a refused
+    handshake's status, so the page asks here (the probe of static/js/
+    backoff.js) to tell a busy server from one that is down."""
+    refusal = current_runtime().gate.refusal_for_load()
+    if refusal is not None:
+        return refusal.message, refusal.status, {**refusal.headers, **NO_STORE}
     return "this is a websocket endpoint\n", 426, {"Upgrade": "websocket", **NO_STORE}
 
 
-def _display() -> Display:
+def _display(remembered: bool = False) -> Display:
     try:
-        return page_display()
+        return page_display(remembered)
     except BadParameter as error:
         abort(
             400,
             _("The parameter %(name)s takes %(allowed)s.")
             % {"name": error.name, "allowed": " | ".join(error.allowed)},
         )
+
+
+def _setting_links(display: Display, endpoint: str) -> list[tuple[str, str, str, str]]:
+    """The theme and seconds options: (name, value, URL). With JavaScript a
+    click remembers the choice (static/js/settings.js); the URL alone
+    works without it, for that view."""
+    theme = display.theme or "auto"
+    theme_next = {"auto": "light", "light": "dark", "dark": "auto"}[theme]
+    theme_label = {
+        "auto": _("Theme: automatic"),
+        "light": _("Theme: light"),
+        "dark": _("Theme: dark"),
+    }[theme]
+    seconds_next = "0" if display.seconds else "1"
+    return [
+        ("theme", theme_next, theme_label, url_for(endpoint, **_kept(display), theme=theme_next)),
+        (
+            "seconds",
+            seconds_next,
+            _("Hide seconds") if display.seconds else _("Show seconds"),
+            url_for(endpoint, **_kept(display), seconds=seconds_next),
+        ),
+    ]
+
+
+def _kept(display: Display) -> dict[str, Any]:
+    kept: dict[str, Any] = {"lang": display.lang} if display.lang else {}
+    if display.hours == 12:
+        kept["hours"] = 12
+    return kept
 
 
 def day_length_text(seconds: int) -> str:
@@ -155,7 +192,15 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
         "clock_attributes": clock_attributes(runtime.clock_monitor.page_clock),
         "lang": lang,
         "display": display,
-        "clock_text": now.clock_text(lang, display.hours),
+        "clock_text": (
+            now.clock_text(lang, display.hours)
+            if display.seconds
+            else short_time_text(now.wall, lang, display.hours)
+        ),
+        # A transparent embed takes the colour scheme it is told (?theme=),
+        # light if told none: the host page's, not the visitor's system's.
+        "theme": display.theme or ("light" if display.transparent else "auto"),
+        "setting_links": _setting_links(display, endpoint),
         "date_text": now.date_text(lang),
         "sun": {
             "sunrise_iso": sun.sunrise.isoformat(timespec="seconds"),
@@ -183,6 +228,7 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
                 "live": _("Live"),
                 "reconnecting": _("Reconnecting… the clock keeps running"),
                 **accuracy_strings(),
+                "busy": _("The server is busy — retrying shortly, the clock keeps running"),
                 "fullscreen": _("Full screen"),
                 "exitFullscreen": _("Exit full screen"),
                 "dayLength": _("%(hours)d h %(minutes)d min"),

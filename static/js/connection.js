@@ -1,35 +1,19 @@
 // A websocket to the server that reconnects by itself, and the sync
-// request/reply on top of it.
+// request/reply on top of it. When to retry, and telling a busy server from
+// one that is down, is backoff.js.
+import {
+  NEVER_OPENED_CAP_MS,
+  NEVER_OPENED_GROWTH,
+  RETRY_CAP_MS,
+  backoffDelay,
+  classifyProbe,
+  retryDelay,
+} from "./backoff.js";
 
-// The backoff's cap after a connection that opened (and then failed before
-// a tick), and after one that never opened. A page cannot tell a handshake
-// the server refused for load (503, Retry-After) from a server that is down:
-// both are an error before open. An overloaded server is answering every
-// such retry, so those wait up to a minute; a connection that was up is
-// more likely a blip, and comes back sooner. Connects that never open also
-// back off faster (x4 a step instead of x2: retries after ~0.4, 1.9, 7.9,
-// 32 s, then every 30-60 s): with doubling, ten thousand refused pages each
-// came back five times in their first 12 s, and that traffic alone stalled
-// an overloaded server (docs/PERFORMANCE.md, Overload).
-export const RETRY_CAP_MS = 10000;
-export const NEVER_OPENED_CAP_MS = 60000;
-export const NEVER_OPENED_GROWTH = 4;
+export { NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH, RETRY_CAP_MS, backoffDelay };
 
-/**
- * Delay before reconnect attempt `attempt` (0-based): exponential, capped,
- * with "equal jitter" so a thousand pages cut off by one restart don't all
- * come back in the same millisecond.
- */
-export function backoffDelay(
-  attempt,
-  random = Math.random,
-  baseMs = 500,
-  capMs = RETRY_CAP_MS,
-  growth = 2,
-) {
-  const ceiling = Math.min(capMs, baseMs * growth ** attempt);
-  return ceiling / 2 + random() * (ceiling / 2);
-}
+// The probe answers at once or the server is not there for this page.
+const PROBE_TIMEOUT_MS = 5000;
 
 /**
  * The spread a server going away asked for (1001, "... reconnect within N ms"),
@@ -68,6 +52,10 @@ export class ClockConnection {
     this.retry = null;
     this.pending = new Map();
     this.heardAt = Date.now(); // wall clock: it keeps running while the device sleeps
+    // Why the last connects failed ("busy", "down", ...): each kind has its
+    // own schedule, and a change of kind starts it from the beginning.
+    this.failure = null;
+    this.probeUrl = url.replace(/^ws/, "http");
   }
 
   start() {
@@ -76,7 +64,8 @@ export class ClockConnection {
 
   connect(state) {
     clearTimeout(this.retry);
-    this.handlers.onState(state);
+    this.retry = null;
+    this.handlers.onState(this.failure === "busy" && state === "reconnecting" ? "busy" : state);
     this.opened = false;
     let socket;
     try {
@@ -113,6 +102,7 @@ export class ClockConnection {
       // Only a ticking connection counts as healthy: a server that accepts
       // and closes at once (draining) keeps the backoff growing.
       this.attempt = 0;
+      this.failure = null;
       this.handlers.onTick(message, receivedAt);
     } else if (message.type === "sync") {
       const waiter = this.pending.get(message.t0);
@@ -185,14 +175,55 @@ export class ClockConnection {
   }
 
   retryLater(spreadMs = 0) {
-    this.handlers.onState("reconnecting");
-    const [cap, growth] = this.opened
-      ? [RETRY_CAP_MS, 2]
-      : [NEVER_OPENED_CAP_MS, NEVER_OPENED_GROWTH];
-    const delay =
-      spreadMs > 0
-        ? Math.random() * spreadMs
-        : backoffDelay(this.attempt++, Math.random, 500, cap, growth);
-    this.retry = setTimeout(() => this.connect("reconnecting"), delay);
+    if (spreadMs > 0) {
+      this.handlers.onState("reconnecting");
+      this.schedule(Math.random() * spreadMs);
+    } else if (this.opened) {
+      this.handlers.onState("reconnecting");
+      this.schedule(retryDelay(this.failedAs("opened"), this.attempt++));
+    } else {
+      this.probeThenRetry(); // the state stays as connect() set it until the probe answers
+    }
+  }
+
+  /**
+   * A connect failed before it opened: ask /ws over plain HTTP whether the
+   * server is busy (503 with Retry-After), there but refusing us, or not
+   * there at all, and wait as that kind of failure asks (backoff.js).
+   */
+  async probeThenRetry() {
+    const probe = {};
+    this.retry = probe; // a pending retry for retryNow(), cleared by connect()
+    let outcome;
+    if (globalThis.navigator?.onLine === false) outcome = { kind: "offline" };
+    else outcome = classifyProbe(await this.probe());
+    if (this.retry !== probe || this.socket !== null) return; // overtaken meanwhile
+    const kind = this.failedAs(outcome.kind);
+    this.handlers.onState(kind === "busy" ? "busy" : "reconnecting");
+    this.schedule(retryDelay(kind, this.attempt++, Math.random, outcome.retryAfterMs ?? 0));
+  }
+
+  async probe() {
+    try {
+      // Credentials as the websocket's own (an auth proxy in front sees the same).
+      const response = await fetch(this.probeUrl, {
+        cache: "no-store",
+        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+      });
+      return { status: response.status, retryAfter: response.headers.get("Retry-After") };
+    } catch {
+      return null; // no answer: the server (or the network to it) is down
+    }
+  }
+
+  /** Records the kind of this failure; a new kind starts its schedule afresh. */
+  failedAs(kind) {
+    if (kind !== this.failure) this.attempt = 0;
+    this.failure = kind;
+    return kind;
+  }
+
+  schedule(delayMs) {
+    this.retry = setTimeout(() => this.connect("reconnecting"), delayMs);
   }
 }

@@ -2,9 +2,10 @@
 import { accuracyLine, serverClockFromDataset, serverClockFromWire } from "./accuracy.js";
 import { ClockConnection } from "./connection.js";
 import { setUpWallScreen } from "./kiosk.js";
-import { OfflineShell } from "./offline.js";
+import { OfflineShell, browserStorage } from "./offline.js";
 import { OffsetEstimator, localNow } from "./offset.js";
 import { ClockFace, MoscowFormat, SecondScheduler, moscowParts } from "./render.js";
+import { rememberChoices } from "./settings.js";
 import { pageData } from "./strings.js";
 import { SunPanel } from "./sun.js";
 
@@ -17,7 +18,8 @@ const SUSPEND_MIN_MS = 1000;
 // Language, 12/24 h and every string this script (and kiosk.js, offline.js)
 // shows, from the server's page: /, and /embed with fewer elements.
 const { lang, hours, strings } = pageData(document);
-const format = new MoscowFormat(lang, hours);
+// Seconds off: ?seconds=0 or remembered (the server's page, or static/js/boot.js).
+const format = new MoscowFormat(lang, hours, document.documentElement.dataset.seconds !== "0");
 
 const app = document.getElementById("app");
 const statusEl = document.getElementById("status");
@@ -69,6 +71,7 @@ window.addEventListener("pageshow", (event) => {
   if (event.persisted) checkForSuspend() || wake(0);
 });
 setUpFullscreen();
+rememberChoices(document, browserStorage());
 // The full page only: /embed is a widget inside someone else's page, with no
 // controls, no kiosk mode and no wake lock of its own.
 const keepAwakeButton = document.getElementById("keep-awake");

@@ -13,11 +13,11 @@ const plainSpaces = (text) => text.replace(/[\u202f\u00a0]/g, " ");
  * browser's own zone database.
  */
 export class MoscowFormat {
-  constructor(lang = "en", hours = 24) {
+  constructor(lang = "en", hours = 24, seconds = true) {
     const h12 = hours === 12;
     const hour = { hour: h12 ? "numeric" : "2-digit", hourCycle: h12 ? "h12" : "h23" };
     this.clock = new Intl.DateTimeFormat(lang, {
-      ...hour, minute: "2-digit", second: "2-digit", timeZone: "UTC",
+      ...hour, minute: "2-digit", ...(seconds ? { second: "2-digit" } : {}), timeZone: "UTC",
     });
     this.short = new Intl.DateTimeFormat(lang, { ...hour, minute: "2-digit", timeZone: "UTC" });
     this.date = new Intl.DateTimeFormat(lang, { dateStyle: "full", timeZone: "UTC" });

@@ -43,49 +43,6 @@ afterEach(() => {
   Math.random = saved.random;
 });
 
-test("refused connects back off x4 to a minute; one that opened, to 10 s", () => {
-  const sockets = [];
-  class FakeSocket {
-    static CONNECTING = 0;
-    static OPEN = 1;
-    static CLOSING = 2;
-    static CLOSED = 3;
-    constructor() {
-      this.readyState = 0;
-      sockets.push(this);
-    }
-    close() {
-      this.readyState = 3;
-    }
-    send() {}
-  }
-  const timers = [];
-  globalThis.WebSocket = FakeSocket;
-  globalThis.setTimeout = (fn, ms) => timers.push(ms) - 1;
-  globalThis.clearTimeout = () => {};
-  Math.random = () => 1; // the top of each jittered range
-  const handlers = { onOpen() {}, onTick() {}, onState() {} };
-  const connection = new ClockConnection("ws://clock.example/ws", handlers, () => 0);
-  connection.start();
-  const retries = () => timers[connection.retry];
-  const refused = [];
-  for (let i = 0; i < 9; i++) {
-    sockets.at(-1).onerror(); // refused: an error before open
-    refused.push(retries());
-    connection.connect("reconnecting"); // the retry timer firing
-  }
-  const socket = sockets.at(-1);
-  socket.readyState = 1;
-  socket.onopen();
-  socket.onclose({ code: 1006, reason: "" }); // opened, lost before a tick
-  const opened = retries();
-  connection.connect("reconnecting");
-  sockets.at(-1).onerror(); // and a refusal after it: back to the long cap
-  assert.deepEqual(refused, [500, 2000, 8000, 32000, 60000, 60000, 60000, 60000, 60000]);
-  assert.equal(opened, 10000);
-  assert.equal(retries(), 60000);
-});
-
 test("a sync reply reaches its waiter with the receive time and the server's error", async () => {
   class FakeSocket {
     static OPEN = 1;

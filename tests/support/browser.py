@@ -25,6 +25,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
+# What Chromium logs for the page's probe of /ws (static/js/backoff.js) while
+# its server is away or busy: a refused connect, the 503 of a refusal for
+# load, the 426 of a server that is back.
+PROBE_LOG = (
+    "Failed to load resource: net::ERR_CONNECTION_REFUSED",
+    "Failed to load resource: the server responded with a status of 426",
+    "Failed to load resource: the server responded with a status of 503",
+)
+
 # An origin no server answers: Playwright fulfils every request to it.
 STATIC_ORIGIN = "http://test.local"
 BLANK = "<!doctype html><html lang=en><meta charset=utf-8><title>modules</title></html>"

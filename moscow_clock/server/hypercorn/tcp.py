@@ -28,7 +28,7 @@ from ...core.ratelimit import Every
 from ...core.security_headers import merged
 from . import guard
 from .options import ServerConfig, options_of
-from .shed import RefuseUpgrade, refusal, upgrade_path
+from .shed import RefuseUpgrade, probe_path, refusal, upgrade_path
 
 log = logging.getLogger("moscow_clock.server")
 
@@ -194,7 +194,7 @@ class TCPServer(tcp_server.TCPServer):
         except (OSError, TimeoutError, SSLError):  # as Hypercorn's own read loop
             await self.protocol.handle(Closed())
             return True
-        path = upgrade_path(data)
+        path = upgrade_path(data) or probe_path(data)
         if path is not None and refuse(path):
             headers = merged(self.config.response_headers("h11"), self.options.headers)
             self.writer.write(refusal(headers))
