@@ -199,7 +199,7 @@ async def test_the_russian_date_reads_as_cldr_writes_it(
       return moscowParts(Date.UTC(2026, 10, 30, 9, 0, 0), 10800, new MoscowFormat("ru", 24)).date;
     }"""
     )
-    assert date == "понедельник, 30 ноября 2026 г."
+    assert date == "Понедельник, 30 ноября 2026 г."
 
 
 async def test_without_javascript_in_russian(browser: Browser, server: ServerProcess) -> None:
@@ -287,7 +287,8 @@ async def test_embed_is_framed_by_another_origin_and_the_page_is_not(
         face = await frame.evaluate(READ_FACE)
         assert face["lang"] == "ru"
         assert face["date"] is None  # ?date=0
-        assert face["clock"].endswith(("AM", "PM"))
+        # Russian's own day periods (CLDR), not AM/PM.
+        assert face["clock"].endswith(("ночи", "утра", "дня", "вечера", "полдень"))
         # The full page refuses to be framed: Chromium shows its error page instead.
         await page.wait_for_timeout(500)
         framed_page = next(

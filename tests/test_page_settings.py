@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from moscow_clock.core.i18n import BadParameter, parse_display, remembered_settings
 from quart import Quart
 
 from moscow_clock.core.config import Settings
+from moscow_clock.core.preferences import BadParameter, parse_display, remembered_settings
 from moscow_clock.web.app import create_app
 
 from .conftest import FIXED_MS, SYNCED
@@ -55,12 +55,12 @@ async def test_the_page_renders_the_remembered_choices_and_the_url_wins(app: Qua
     response = await client.get("/", headers=cookie)
     html = await response.get_data(as_text=True)
     assert html_attrs(html) == 'lang="ru" data-hours="12" data-theme="dark" data-seconds="0"'
-    assert '<time id="clock" datetime="2026-11-26T22:40:05+03:00">10:40 PM</time>' in html
+    assert '<span class="digits">10:40</span> <span class="period">ночи</span></time>' in html
     assert "Cookie" in response.headers["Vary"]
     response = await client.get("/?lang=en&theme=light&seconds=1", headers=cookie)
     html = await response.get_data(as_text=True)
     assert html_attrs(html) == 'lang="en" data-hours="12" data-theme="light"'
-    assert ">10:40:05 PM</time>" in html
+    assert '<span class="digits">10:40:05</span> <span class="period">PM</span></time>' in html
     # A cookie that is damaged or from elsewhere is ignored, never an error.
     for bad in ("lang=xx&theme=%00", "\xff" * 50, "a" * 5000):
         response = await client.get("/", headers={"Cookie": f"clock_settings={bad}"})

@@ -39,7 +39,7 @@ async def test_russian_by_header(app: Quart, path: str) -> None:
     assert status == 200
     assert '<html lang="ru"' in html
     assert "<title>22:40:05 · Московское время</title>" in html
-    assert "четверг, 26 ноября 2026 г." in html
+    assert "Четверг, 26 ноября 2026 г." in html
     assert ">Московское время<" in html
     assert "Accept-Language" in headers["Vary"]
     assert page_data(html)["lang"] == "ru"
@@ -71,6 +71,10 @@ async def test_every_visible_string_is_russian(app: Quart) -> None:
     assert words <= {"UTC", "Europe", "Moscow", "English"}, words
     strings = page_data(html)["strings"]
     assert isinstance(strings, dict)
+    units = page_data(html)["units"]  # {unit: {plural category: form}}
+    assert isinstance(units, dict)
+    for unit, forms in units.items():
+        strings |= {f"{unit}.{category}": form for category, form in forms.items()}
     for key, text in strings.items():
         assert not re.search(r"[A-Za-z]{3,}", re.sub(r"%\(\w+\)[sd]", "", text)), (key, text)
 
@@ -78,12 +82,17 @@ async def test_every_visible_string_is_russian(app: Quart) -> None:
 async def test_12_hours_in_page_title_and_embed(app: Quart) -> None:
     _, html, _ = await get(app, "/?hours=12", EN)
     assert "<title>10:40:05 PM · Moscow time</title>" in html
-    assert ">10:40:05 PM</time>" in html
+    assert '><span class="digits">10:40:05</span> <span class="period">PM</span></time>' in html
     assert 'datetime="2026-11-26T22:40:05+03:00"' in html  # machine-readable stays 24 h
     assert ">8:26 AM</time>" in html  # sunrise
     assert page_data(html)["hours"] == 12
+    # Russian has no AM/PM: its own day periods (CLDR), the digits without a leading zero.
     _, html, _ = await get(app, "/embed?hours=12&lang=ru")
-    assert ">10:40:05 PM</time>" in html
+    assert '"digits">10:40:05</span> <span class="period">ночи</span></time>' in html
+    assert ">8:26 утра</time>" not in html  # the embed has no sun
+    _, html, _ = await get(app, "/?hours=12&lang=ru")
+    assert ">8:26 утра</time>" in html
+    assert page_data(html)["flexibleDayPeriods"] is True
     _, html, _ = await get(app, "/?hours=24")
     assert ">22:40:05</time>" in html
 
@@ -227,12 +236,20 @@ async def test_the_scripts_strings_are_in_the_pages_language(app: Quart) -> None
     )
     assert strings["offline"] == "Нет сети — последняя синхронизация: %(when)s"
     assert strings["wakeLockRefused"] == "Браузер не разрешил держать экран включённым"
-    assert (strings["ms"], strings["s"], strings["min"], strings["h"]) == (
+    units = page_data(html)["units"]
+    assert isinstance(units, dict)
+    assert (units["ms"]["many"], units["s"]["one"], units["min"]["few"], units["h"]["other"]) == (
         "%(value)s мс",
         "%(value)s с",
         "%(value)s мин",
         "%(value)s ч",
     )
+    assert units["day"] == {
+        "one": "%(value)s день",
+        "few": "%(value)s дня",
+        "many": "%(value)s дней",
+        "other": "%(value)s дня",
+    }
     assert ">Не гасить экран</button>" in html
     _, html, _ = await get(app, "/", EN)
     strings = page_data(html)["strings"]

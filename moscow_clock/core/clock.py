@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from importlib.resources import files
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date as _cldr_date
 from babel.dates import format_datetime as _cldr_datetime
 
@@ -58,6 +60,9 @@ class MoscowTime:
 
     def clock_text(self, lang: str, hours: int = 24) -> str:
         return clock_text(self.wall, lang, hours)
+
+    def clock_parts(self, lang: str, hours: int = 24, seconds: bool = True) -> tuple[str, str]:
+        return clock_parts(self.wall, lang, hours, seconds)
 
     @property
     def tz(self) -> str:
@@ -107,28 +112,61 @@ def moscow_time(now_ms: float) -> MoscowTime:
 
 # CLDR formats, the same ones the page asks of the browser's Intl.DateTimeFormat
 # (static/js/render.js): the full date, and hours:minutes[:seconds] in 24 h
-# ("HH", two digits) or 12 h ("h" with the day period).
-_CLOCK_PATTERNS = {24: "HH:mm:ss", 12: "h:mm:ss a"}
-_SHORT_PATTERNS = {24: "HH:mm", 12: "h:mm a"}
+# ("HH", two digits) or 12 h ("h", no leading zero, with the day period).
+_CLOCK_PATTERNS = {24: "HH:mm:ss", 12: "h:mm:ss"}
+_SHORT_PATTERNS = {24: "HH:mm", 12: "h:mm"}
 # CLDR puts narrow/no-break spaces in some formats (before the Russian year
 # abbreviation, before "PM");
 # browsers differ on whether they keep them, so both sides use plain spaces.
 _SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
 
 
+@cache
+def uses_flexible_day_periods(lang: str) -> bool:
+    """A language whose own clock is 24 h (CLDR's short time pattern has "H",
+    as Russian's "HH:mm") writes a 12 h time with the flexible day period
+    ("6:53 вечера", CLDR "B"), not "AM/PM", which it does not use."""
+    return "H" in str(Locale.parse(lang).time_formats["short"].pattern)
+
+
+def day_period_text(wall: datetime, lang: str) -> str:
+    """ "PM", or the flexible day period ("вечера") where the language has no AM/PM."""
+    if not uses_flexible_day_periods(lang):
+        return _cldr_datetime(wall, "a", locale=lang).translate(_SPACES)
+    # Babel names the very second of midnight "полночь"; browsers' ICU, which
+    # repaints the page a second later, says "ночи" as for the rest of the night.
+    if (wall.hour, wall.minute, wall.second) == (0, 0, 0):
+        wall = wall.replace(second=1)
+    return _cldr_datetime(wall, "BBBB", locale=lang).translate(_SPACES)
+
+
 def date_text(wall: datetime, lang: str) -> str:
-    """The full CLDR date: `Monday, November 30, 2026` in English."""
-    return _cldr_date(wall.date(), format="full", locale=lang).translate(_SPACES)
+    """The full CLDR date: `Monday, November 30, 2026` in English; it opens a
+    line, so it starts with a capital (Russian's weekday too)."""
+    text = _cldr_date(wall.date(), format="full", locale=lang).translate(_SPACES)
+    return text[:1].upper() + text[1:]
+
+
+def clock_parts(
+    wall: datetime, lang: str, hours: int = 24, seconds: bool = True
+) -> tuple[str, str]:
+    """(`10:40:05`, `PM`): the digits and the day period (empty in 24 h), which
+    the page sets smaller; in both served languages the period follows.
+    Without seconds (`?seconds=0`): (`10:40`, `PM`)."""
+    patterns = _CLOCK_PATTERNS if seconds else _SHORT_PATTERNS
+    digits = _cldr_datetime(wall, patterns[hours], locale=lang).translate(_SPACES)
+    return digits, day_period_text(wall, lang) if hours == 12 else ""
 
 
 def clock_text(wall: datetime, lang: str, hours: int = 24) -> str:
     """`22:40:05`, or `10:40:05 PM` for 12 hours."""
-    return _cldr_datetime(wall, _CLOCK_PATTERNS[hours], locale=lang).translate(_SPACES)
+    return " ".join(part for part in clock_parts(wall, lang, hours) if part)
 
 
 def short_time_text(wall: datetime, lang: str, hours: int = 24) -> str:
     """`08:31` / `8:31 AM`: sunrise and sunset."""
-    return _cldr_datetime(wall, _SHORT_PATTERNS[hours], locale=lang).translate(_SPACES)
+    digits = _cldr_datetime(wall, _SHORT_PATTERNS[hours], locale=lang).translate(_SPACES)
+    return f"{digits} {day_period_text(wall, lang)}" if hours == 12 else digits
 
 
 @dataclass(frozen=True, slots=True)

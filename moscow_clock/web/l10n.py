@@ -63,7 +63,7 @@ def install(app: Quart, catalogues: Catalogues | None = None) -> None:
     app.extensions[_EXTENSION] = catalogues or Catalogues.load()
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
-        gettext=gettext, ngettext=ngettext, newstyle=True
+        gettext=gettext, ngettext=ngettext, pgettext=pgettext, newstyle=True
     )
     app.jinja_env.globals.update(language_name=language_name, current_language=current_language)
     app.after_request(_vary)
@@ -132,6 +132,11 @@ def gettext(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return _translations().ngettext(singular, plural, n)
+
+
+def pgettext(context: str, message: str) -> str:
+    """A message whose translation depends on where it is shown (an app icon's label)."""
+    return _translations().pgettext(context, message)
 
 
 def language_name(lang: str) -> str:

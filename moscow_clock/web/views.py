@@ -6,11 +6,21 @@ from typing import Any
 
 from quart import Blueprint, Response, abort, current_app, jsonify, render_template, url_for
 
-from ..core.clock import moscow_time, short_time_text, time_snapshot
+from ..core.clock import moscow_time, short_time_text, time_snapshot, uses_flexible_day_periods
 from ..core.clockstate import PageClock, finite
 from ..core.preferences import BadParameter, Display
 from ..core.sun import day_length_parts, sun_day
 from ..live.metrics import CONTENT_TYPE
+from .face import (
+    carried_args,
+    countdown_context,
+    face_context,
+    face_strings,
+    hours_minutes_text,
+    page_option,
+    page_until,
+    units,
+)
 from .l10n import current_language, languages, page_display
 from .l10n import gettext as _
 from .runtime import current_runtime
@@ -125,8 +135,7 @@ def _kept(display: Display) -> dict[str, Any]:
 
 
 def day_length_text(seconds: int) -> str:
-    hours, minutes = day_length_parts(seconds)
-    return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
+    return hours_minutes_text(*day_length_parts(seconds))
 
 
 def accuracy_strings() -> dict[str, str]:
@@ -185,7 +194,13 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
     keep: dict[str, Any] = {"lang": display.lang} if display.lang else {}
     hours: dict[str, Any] = {"hours": 12} if display.hours == 12 else {}
     toggled: dict[str, Any] = {} if hours else {"hours": 12}
+    carried: dict[str, Any] = carried_args()  # ?until= and ?diff= too
+    countdown = countdown_context(page_until(), now.epoch_ms, lang, display.hours)
     return {
+        **face_context(now, lang, display),
+        "countdown": countdown,
+        # The difference-from-you line: always on the page, an option in the embed.
+        "show_difference": endpoint == "clock.page" or page_option("diff"),
         "now": now,
         "server_ms": now_ms,
         # The server's clock for the accuracy line (static/js/accuracy.js).
@@ -211,18 +226,23 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
             "day_length_s": sun.day_length_s,
         },
         "other_languages": [
-            (other, url_for(endpoint, **{**hours, "lang": other}))
+            (other, url_for(endpoint, **{**hours, **carried, "lang": other}))
             for other in languages()
             if other != lang
         ],
         "other_hours": (
             24 if display.hours == 12 else 12,
-            url_for(endpoint, **keep, **toggled),
+            url_for(endpoint, **keep, **toggled, **carried),
         ),
         "page_data": {
             "lang": lang,
             "hours": display.hours,
+            "flexibleDayPeriods": display.hours == 12 and uses_flexible_day_periods(lang),
+            "countdown": countdown
+            and {"targetMs": countdown["target_ms"], "moment": countdown["moment"]},
+            "units": units(lang),
             "strings": {
+                **face_strings(lang),
                 "title": _("Moscow time"),
                 "connecting": _("Connecting…"),
                 "live": _("Live"),
@@ -231,12 +251,6 @@ def _clock_context(display: Display, endpoint: str) -> dict[str, Any]:
                 "busy": _("The server is busy — retrying shortly, the clock keeps running"),
                 "fullscreen": _("Full screen"),
                 "exitFullscreen": _("Exit full screen"),
-                "dayLength": _("%(hours)d h %(minutes)d min"),
-                # Units of the accuracy line's durations (the number is Intl's).
-                "ms": _("%(value)s ms"),
-                "s": _("%(value)s s"),
-                "min": _("%(value)s min"),
-                "h": _("%(value)s h"),
                 "offline": _("Offline — last synchronised %(when)s"),
                 "offlineUnverified": _("Offline — showing this device's clock, not verified"),
                 "wakeLockUnsupported": _("This browser cannot keep the screen on"),

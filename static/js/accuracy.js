@@ -9,6 +9,7 @@
 // "off" (NTP servers show it off by offset_ms: true minus the server's, so
 // positive means the server is behind).
 import { fill } from "./strings.js";
+import { durationText } from "./units.js";
 
 // A device clock within this of true time (and within the bound) is "exact";
 // a bound wider than this may not be called exact, only "within ±".
@@ -83,24 +84,7 @@ export function accuracyLine({ deviceMs, transportMs, server }, strings, lang) {
   return { state: server.status === "off" ? "server-off" : "unverified", text: `${device} ${serverText}` };
 }
 
-/**
- * A duration in the page's language: the number by Intl ("1.25", "1,25"),
- * the unit from the catalogues ("%(value)s s", "%(value)s с").
- */
+/** A duration in the page's language, plural forms and all (units.js); "?" when unbounded. */
 export function formatDuration(ms, strings, lang) {
-  const unit = (value, name, digits) =>
-    fill(strings[name], {
-      value: new Intl.NumberFormat(lang, {
-        minimumFractionDigits: digits,
-        maximumFractionDigits: digits,
-        useGrouping: false,
-      }).format(value),
-    });
-  if (!Number.isFinite(ms)) return "?";
-  if (ms < 1000) return ms < 10 ? unit(ms, "ms", 1) : unit(Math.round(ms), "ms", 0);
-  const s = ms / 1000;
-  if (s < 10) return unit(s, "s", 2);
-  if (s < 120) return unit(s, "s", 1);
-  const minutes = Math.round(s / 60);
-  return minutes < 120 ? unit(minutes, "min", 0) : unit(minutes / 60, "h", 1);
+  return Number.isFinite(ms) ? durationText(strings.units, ms, lang) : "?";
 }

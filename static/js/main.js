@@ -1,6 +1,8 @@
 // Wires the page: server-authoritative time, painted on the true second.
 import { accuracyLine, serverClockFromDataset, serverClockFromWire } from "./accuracy.js";
 import { ClockConnection } from "./connection.js";
+import { countdownLines, countdownTarget } from "./countdown.js";
+import { DifferenceLine } from "./difference.js";
 import { setUpWallScreen } from "./kiosk.js";
 import { OfflineShell, browserStorage } from "./offline.js";
 import { OffsetEstimator, localNow } from "./offset.js";
@@ -8,6 +10,7 @@ import { ClockFace, MoscowFormat, SecondScheduler, moscowParts } from "./render.
 import { rememberChoices } from "./settings.js";
 import { pageData } from "./strings.js";
 import { SunPanel } from "./sun.js";
+import { hoursMinutesText } from "./units.js";
 
 const SAMPLES_PER_SYNC = 5;
 const RESYNC_EVERY_MS = 60_000;
@@ -17,15 +20,16 @@ const SUSPEND_CHECK_MS = 250;
 const SUSPEND_MIN_MS = 1000;
 // Language, 12/24 h and every string this script (and kiosk.js, offline.js)
 // shows, from the server's page: /, and /embed with fewer elements.
-const { lang, hours, strings } = pageData(document);
+const { lang, hours, flexibleDayPeriods, strings, countdown: serverCountdown } = pageData(document);
 // Seconds off: ?seconds=0 or remembered (the server's page, or static/js/boot.js).
-const format = new MoscowFormat(lang, hours, document.documentElement.dataset.seconds !== "0");
+const seconds = document.documentElement.dataset.seconds !== "0";
+const format = new MoscowFormat(lang, hours, seconds, flexibleDayPeriods);
 
 const app = document.getElementById("app");
 const statusEl = document.getElementById("status");
 const accuracyEl = document.getElementById("accuracy");
 const fullscreenButton = document.getElementById("fullscreen");
-const offline = new OfflineShell(app, strings, { hours });
+const offline = new OfflineShell(app, strings, { hours, flexibleDayPeriods });
 
 const estimator = new OffsetEstimator();
 estimator.setServerError(parseFloat(app.dataset.serverErrorMs));
@@ -33,11 +37,21 @@ let serverClock = serverClockFromDataset(app.dataset);
 const trueNow = () => localNow() + (estimator.offset ?? 0);
 let utcOffsetS = Number(app.dataset.utcOffsetS);
 const face = new ClockFace(document, strings.title);
-const sun = new SunPanel(document, format, strings.dayLength, fetchSun);
+const dayLength = ({ hours: h, minutes }) => hoursMinutesText(strings.units, h * 60 + minutes, lang);
+const sun = new SunPanel(document, format, dayLength, fetchSun);
+const difference = new DifferenceLine(document.getElementById("difference"), strings, lang);
+const countdownEl = document.getElementById("countdown");
+// A page from the offline cache carries the server's countdown of another visit: the URL decides.
+const countdown = countdownTarget(
+  offline.fromCache ? null : serverCountdown, location.search, utcOffsetS, strings, lang,
+  (epochMs, offsetS) => format.shortTime(epochMs, offsetS),
+);
 const scheduler = new SecondScheduler(trueNow, (now) => {
   const parts = moscowParts(now, utcOffsetS, format);
   face.show(parts);
   sun.update(parts.ymd);
+  difference.update(now, utcOffsetS);
+  showCountdown(parts.secondMs);
 });
 const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 const connection = new ClockConnection(wsUrl, { onOpen: resync, onTick, onState }, localNow);
@@ -146,6 +160,16 @@ function onTick(tick, receivedAt) {
 async function fetchSun() {
   const response = await fetch("/api/time", { cache: "no-store" });
   return response.ok ? (await response.json()).sun : null;
+}
+
+function showCountdown(secondMs) {
+  if (!countdownEl || !countdown) return;
+  const lines = countdownLines(countdown, secondMs, strings, lang);
+  for (const [id, text] of [["countdown-label", lines.label], ["countdown-left", lines.left]]) {
+    const line = document.getElementById(id);
+    if (line.textContent !== text) line.textContent = text;
+  }
+  countdownEl.hidden = false;
 }
 
 function onState(state) {

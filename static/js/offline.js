@@ -92,11 +92,14 @@ function parseMeasurement(raw) {
  * "When" for "last synchronised <when>": the Moscow wall time of syncedAt,
  * with the date too if that was another day, in the page's language.
  */
-export function formatSyncedAt(syncedAt, nowMs, utcOffsetS, locale, hours = 24) {
+export function formatSyncedAt(syncedAt, nowMs, utcOffsetS, locale, hours = 24, flexibleDayPeriods = false) {
   const shift = utcOffsetS * 1000;
   const day = (ms) => Math.floor((ms + shift) / 86_400_000);
   const hourCycle = hours === 12 ? "h12" : "h23";
-  const options = { hour: "2-digit", minute: "2-digit", hourCycle, timeZone: "UTC" };
+  // 12 h as the face writes it: "8:05 PM", «8:05 вечера» (render.js's MoscowFormat).
+  const hour = hours === 12 ? "numeric" : "2-digit";
+  const options = { hour, minute: "2-digit", hourCycle, timeZone: "UTC" };
+  if (hours === 12 && flexibleDayPeriods) options.dayPeriod = "long";
   if (day(syncedAt) !== day(nowMs)) Object.assign(options, { day: "numeric", month: "long" });
   try {
     return new Intl.DateTimeFormat(locale || undefined, options).format(syncedAt + shift);
@@ -113,11 +116,14 @@ export class OfflineShell {
   constructor(
     app,
     strings,
-    { store = new OffsetStore(browserStorage()), nav = navigator, hours = 24 } = {},
+    {
+      store = new OffsetStore(browserStorage()), nav = navigator, hours = 24, flexibleDayPeriods = false,
+    } = {},
   ) {
     this.app = app;
     this.strings = strings;
     this.hours = hours;
+    this.flexibleDayPeriods = flexibleDayPeriods;
     this.store = store;
     this.nav = nav;
     // The worker marks a page it served from its cache: its server time is old.
@@ -154,7 +160,9 @@ export class OfflineShell {
     if (!this.fromCache && this.nav.onLine !== false) return null;
     if (this.lastSyncAt === null) return this.strings.offlineUnverified ?? null;
     const lang = document.documentElement.lang;
-    const when = formatSyncedAt(this.lastSyncAt, trueNowMs, utcOffsetS, lang, this.hours);
+    const when = formatSyncedAt(
+      this.lastSyncAt, trueNowMs, utcOffsetS, lang, this.hours, this.flexibleDayPeriods,
+    );
     return this.strings.offline ? fill(this.strings.offline, { when }) : null;
   }
 

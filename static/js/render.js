@@ -13,9 +13,14 @@ const plainSpaces = (text) => text.replace(/[\u202f\u00a0]/g, " ");
  * browser's own zone database.
  */
 export class MoscowFormat {
-  constructor(lang = "en", hours = 24, seconds = true) {
+  /**
+   * seconds: false leaves them out (?seconds=0); flexibleDayPeriods: "6:53 вечера"
+   * rather than "PM" (clock.py's day_period_text).
+   */
+  constructor(lang = "en", hours = 24, seconds = true, flexibleDayPeriods = false) {
     const h12 = hours === 12;
     const hour = { hour: h12 ? "numeric" : "2-digit", hourCycle: h12 ? "h12" : "h23" };
+    if (h12 && flexibleDayPeriods) hour.dayPeriod = "long";
     this.clock = new Intl.DateTimeFormat(lang, {
       ...hour, minute: "2-digit", ...(seconds ? { second: "2-digit" } : {}), timeZone: "UTC",
     });
@@ -31,6 +36,9 @@ export class MoscowFormat {
 
 const DEFAULT_FORMAT = new MoscowFormat();
 
+// The date opens a line: «Среда, 2 декабря 2026 г.» (clock.py's date_text).
+const capitalised = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
 /**
  * The Moscow wall time for a true epoch-ms instant. The zone offset comes from
  * the server (tzdata there), not from the browser's zone database.
@@ -43,14 +51,24 @@ export function moscowParts(trueMs, utcOffsetS, format = DEFAULT_FORMAT) {
   const sign = utcOffsetS < 0 ? "-" : "+";
   const abs = Math.abs(utcOffsetS);
   const zone = `${sign}${pad(Math.floor(abs / 3600))}:${pad(Math.floor((abs % 3600) / 60))}`;
+  const { digits, period } = clockParts(format.clock.formatToParts(wall));
   return {
     secondMs,
     hms,
     ymd,
     iso: `${ymd}T${hms}${zone}`,
-    text: plainSpaces(format.clock.format(wall)),
-    date: plainSpaces(format.date.format(wall)),
+    text: period ? `${digits} ${period}` : digits,
+    digits,
+    period,
+    date: capitalised(plainSpaces(format.date.format(wall))),
   };
+}
+
+/** The digits ("6:53:27") and the day period ("PM", "вечера"; "" in 24 h) of Intl's parts. */
+export function clockParts(parts) {
+  const period = parts.filter((part) => part.type === "dayPeriod").map((part) => part.value).join("");
+  const digits = parts.filter((part) => part.type !== "dayPeriod").map((part) => part.value).join("");
+  return { digits: plainSpaces(digits).trim(), period: plainSpaces(period).trim() };
 }
 
 /** Day length in hours and minutes, minutes rounded (as the server's sun.py). */
@@ -96,11 +114,19 @@ export class ClockFace {
     this.doc = doc;
     this.titleSuffix = titleSuffix;
     this.time = doc.getElementById("clock");
+    this.digits = this.time.querySelector(".digits");
+    this.period = this.time.querySelector(".period");
     this.date = doc.getElementById("date");
   }
 
   show(parts) {
-    if (this.time.textContent !== parts.text) this.time.textContent = parts.text;
+    // 12 h: the day period in its own, smaller span (index.html); the text stays "6:53:27 PM".
+    if (this.digits && this.period && parts.period) {
+      if (this.digits.textContent !== parts.digits) this.digits.textContent = parts.digits;
+      if (this.period.textContent !== parts.period) this.period.textContent = parts.period;
+    } else if (this.time.textContent !== parts.text) {
+      this.time.textContent = parts.text;
+    }
     this.time.dateTime = parts.iso;
     if (this.date && this.date.textContent !== parts.date) this.date.textContent = parts.date;
     this.doc.title = `${parts.text} · ${this.titleSuffix}`;

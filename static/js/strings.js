@@ -4,7 +4,7 @@
 // allows it), for every module: main.js hands the strings on to kiosk.js and
 // offline.js.
 
-/** {lang, hours, strings}; English, 24 h and no strings if the block is missing or broken. */
+/** {lang, hours, flexibleDayPeriods, countdown, strings}; English, 24 h and no strings if the block is missing or broken. */
 export function pageData(doc, id = "page-data") {
   let value = null;
   try {
@@ -13,10 +13,16 @@ export function pageData(doc, id = "page-data") {
     value = null;
   }
   const data = value !== null && typeof value === "object" ? value : {};
-  const strings = data.strings !== null && typeof data.strings === "object" ? data.strings : {};
+  const given = data.strings !== null && typeof data.strings === "object" ? data.strings : {};
+  // Units ({unit: {plural category: form}}, units.js) travel with the strings.
+  const units = data.units !== null && typeof data.units === "object" ? data.units : {};
+  const strings = { ...given, units };
   return {
     lang: typeof data.lang === "string" && data.lang ? data.lang : doc.documentElement.lang || "en",
     hours: data.hours === 12 ? 12 : 24,
+    flexibleDayPeriods: data.flexibleDayPeriods === true,
+    // ?until=: {targetMs, moment} as the server validated it, or null.
+    countdown: data.countdown !== null && typeof data.countdown === "object" ? data.countdown : null,
     strings,
   };
 }

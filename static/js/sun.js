@@ -1,7 +1,6 @@
 // Keeps "sunrise, sunset, day length" on today's Moscow date: after Moscow
 // midnight the page asks /api/time for the new day, without a reload.
 import { dayLengthParts } from "./render.js";
-import { fill } from "./strings.js";
 
 const RETRY_MS = 5000;
 
@@ -15,15 +14,15 @@ export function isoOffsetS(iso) {
 
 export class SunPanel {
   /**
-   * format: a MoscowFormat; dayLengthTemplate: the server's translated
-   * "%(hours)d h %(minutes)d min"; fetchSun: () => Promise of /api/time's "sun".
+   * format: a MoscowFormat; dayLengthText: {hours, minutes} -> "7 h 40 min"
+   * (units.js, plural forms from the catalogue); fetchSun: () => Promise of /api/time's "sun".
    */
-  constructor(doc, format, dayLengthTemplate, fetchSun, now = () => performance.now()) {
+  constructor(doc, format, dayLengthText, fetchSun, now = () => performance.now()) {
     this.sunrise = doc.getElementById("sunrise");
     this.sunset = doc.getElementById("sunset");
     this.dayLength = doc.getElementById("day-length");
     this.format = format;
-    this.template = dayLengthTemplate;
+    this.dayLengthText = dayLengthText;
     this.fetchSun = fetchSun;
     this.now = now;
     this.day = this.sunrise ? this.sunrise.dateTime.slice(0, 10) : null;
@@ -57,6 +56,6 @@ export class SunPanel {
       element.textContent = this.format.shortTime(Date.parse(iso), isoOffsetS(iso));
     }
     this.dayLength.dateTime = `PT${sun.day_length_s}S`;
-    this.dayLength.textContent = fill(this.template, dayLengthParts(sun.day_length_s));
+    this.dayLength.textContent = this.dayLengthText(dayLengthParts(sun.day_length_s));
   }
 }

@@ -15,6 +15,8 @@ test("Moscow's wall time from a true instant and the server's offset", () => {
     hms: "22:40:05",
     ymd: "2026-11-26",
     text: "22:40:05",
+    digits: "22:40:05",
+    period: "",
     iso: "2026-11-26T22:40:05+03:00",
     date: "Thursday, November 26, 2026",
   });

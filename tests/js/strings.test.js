@@ -11,11 +11,13 @@ const doc = (text, lang = "ru") => ({
 });
 
 test("the page's data block, and safe defaults when it is missing or broken", () => {
-  const data = { lang: "ru", hours: 12, strings: { live: "В сети" } };
-  assert.deepEqual(pageData(doc(JSON.stringify(data))), data);
-  assert.deepEqual(pageData(doc(null, "en")), { lang: "en", hours: 24, strings: {} });
-  assert.deepEqual(pageData(doc("{broken", "ru")), { lang: "ru", hours: 24, strings: {} });
-  assert.deepEqual(pageData(doc("[1, 2]", "")), { lang: "en", hours: 24, strings: {} });
+  const defaults = { flexibleDayPeriods: false, countdown: null };
+  const data = { lang: "ru", hours: 12, strings: { live: "В сети", units: {} } };
+  assert.deepEqual(pageData(doc(JSON.stringify(data))), { ...defaults, ...data });
+  const empty = (lang) => ({ ...defaults, lang, hours: 24, strings: { units: {} } });
+  assert.deepEqual(pageData(doc(null, "en")), empty("en"));
+  assert.deepEqual(pageData(doc("{broken", "ru")), empty("ru"));
+  assert.deepEqual(pageData(doc("[1, 2]", "")), empty("en"));
   assert.deepEqual(pageData(doc('{"hours": "12", "strings": null}', "")).hours, 24);
 });
 
