@@ -144,12 +144,12 @@ async def test_language_and_hours_live(
     [
         (
             "ru",
-            "Часы самого сервера не сверены: они могут ошибаться до 16,0 с.",
+            "Часы самого сервера не сверены: они могут ошибаться до 16 с.",
             "На связи",
         ),
         (
             "en",
-            "The server's own clock is not verified: it may be off by up to 16.0 s.",
+            "The server's own clock is not verified: it may be off by up to 16 s.",
             "Live",
         ),
     ],
