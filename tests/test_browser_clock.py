@@ -8,11 +8,8 @@ file); NTP servers are local responders, one of them 5 s off.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -24,6 +21,7 @@ from playwright.async_api import Browser
 from moscow_clock.core.clockstate import ClockState
 
 from .support.browser import watch_console
+from .support.clients import get_json
 from .support.clockstate import UNSYNCED, write_state
 from .support.page import wait_until_synced
 from .support.server import ServerProcess
@@ -101,12 +99,7 @@ STATES: dict[str, tuple[ClockState, tuple[float, ...], dict[str, str], int, str,
 
 
 def readyz(server: ServerProcess) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"{server.url}/readyz", timeout=scaled(5)) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.load(error)
+    return get_json(f"{server.url}/readyz")
 
 
 @asynccontextmanager
@@ -153,8 +146,3 @@ async def test_the_page_and_readyz_agree(
         assert exact is (api["clock"]["status"] == "synchronised")
         await page.close()
     assert problems == []
-
-
-def get_json(url: str) -> tuple[int, dict[str, Any]]:
-    with urllib.request.urlopen(url, timeout=scaled(5)) as response:
-        return response.status, json.load(response)

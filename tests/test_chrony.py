@@ -6,12 +6,9 @@ where this test must run (a skip there is a failure)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import statistics
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import ntplib
 import pytest
 
 from .support.chrony import Chronyd, chrony_required, chronyd_path
+from .support.clients import get_json as get
 from .support.server import ServerProcess
 from .support.timing import scaled
 
@@ -36,15 +34,6 @@ def need(tool: str, found: object) -> None:
         if chrony_required():
             pytest.fail(message)
         pytest.skip(message)
-
-
-def get(url: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(url, timeout=scaled(5)) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.load(error)
 
 
 async def clock_block(server: ServerProcess) -> dict[str, Any]:

@@ -18,8 +18,6 @@ import math
 import struct
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,6 +44,7 @@ from moscow_clock.live import kernelclock
 from moscow_clock.live.clockmonitor import CHANGES_PER_WINDOW, HOLD_INTERVALS, ClockMonitor
 
 from .conftest import SYNCED
+from .support.clients import get_json as get
 from .support.clients import next_tick, receive_json, scrape
 from .support.clockstate import UNSYNCED, StateFile, write_state
 from .support.server import ServerProcess
@@ -826,15 +825,6 @@ async def test_ntp_gauges_in_the_app() -> None:
 
 
 # -- real servers ------------------------------------------------------------
-
-
-def get(url: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(url, timeout=scaled(5)) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.load(error)
 
 
 async def wait_for_status(url: str, status: int, timeout: float = 8.0) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -102,6 +103,16 @@ async def http(server: HasPort, raw: bytes, timeout: float = 5) -> tuple[int, by
 def request(method: str, target: str, *headers: str, body: bytes = b"") -> bytes:
     lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *headers, "Connection: close"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def get_json(url: str) -> tuple[int, dict[str, Any]]:
+    """GET a JSON route: its status and body, also for an error status."""
+    try:
+        with urllib.request.urlopen(url, timeout=scaled(5)) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
 
 
 def scrape(server: HasPort) -> dict[str, float]:
