@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
-from .support.browser import PROBE_LOG, watch_console
+from .support.browser import PROBE_LOG, open_watched
 from .support.server import ServerProcess
 from .support.timing import scaled
 
@@ -31,13 +31,6 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     context = await browser.new_context()
     yield context
     await context.close()
-
-
-async def open_page(context: BrowserContext, url: str) -> tuple[Page, list[str]]:
-    page = await context.new_page()
-    problems = watch_console(page, [])
-    await page.goto(url)
-    return page, problems
 
 
 def unexpected(problems: list[str]) -> list[str]:
@@ -68,9 +61,9 @@ async def test_a_page_refused_for_load_says_busy_and_comes_back_when_a_place_fre
     context: BrowserContext, start_server: Start
 ) -> None:
     server = start_server(MAX_CONNECTIONS="1")
-    first, problems = await open_page(context, server.url)
+    first, problems = await open_watched(context, server.url)
     await wait_for_state(first, "live", 10)
-    second, more = await open_page(context, server.url)
+    second, more = await open_watched(context, server.url)
     await wait_for_state(second, "busy", 10)
     await record_states(second)
     assert await second.text_content("#status") == (
@@ -89,7 +82,7 @@ async def test_a_stopped_server_is_down_not_busy_and_found_within_5_s_of_its_res
     context: BrowserContext, start_server: Start, stop: signal.Signals
 ) -> None:
     server = start_server()
-    page, problems = await open_page(context, server.url)
+    page, problems = await open_watched(context, server.url)
     await wait_for_state(page, "live", 10)
     await record_states(page)
     server.signal(stop)

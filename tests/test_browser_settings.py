@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
-from .support.browser import watch_console
+from .support.browser import open_watched
 from .support.server import ServerProcess
 from .support.timing import scaled
 
@@ -49,9 +49,7 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
 
 
 async def open_page(context: BrowserContext, url: str) -> tuple[Page, list[str]]:
-    page = await context.new_page()
-    problems = watch_console(page, [])
-    await page.goto(url)
+    page, problems = await open_watched(context, url)
     await page.wait_for_function("() => window.__atBody !== null")
     return page, problems
 

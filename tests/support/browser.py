@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, ConsoleMessage, Page, Route
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Route
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "static"
@@ -87,3 +87,11 @@ def watch_console[L: list[str]](page: Page, problems: L) -> L:
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
     return problems
+
+
+async def open_watched(context: BrowserContext, url: str) -> tuple[Page, list[str]]:
+    """A new page of `context` at `url`, and the problems its console reports."""
+    page = await context.new_page()
+    problems = watch_console(page, [])
+    await page.goto(url)
+    return page, problems
