@@ -41,7 +41,7 @@ lint: $(TEST_VENV)/.installed ## ruff (lint and format) and mypy --strict
 	$(TEST_VENV)/bin/mypy --no-incremental --cache-dir=/dev/null
 
 js: $(NODE_TOOLS) ## the page's scripts: ESLint (static/, templates/sw.js) and their unit tests (node --test)
-	node_modules/.bin/eslint --max-warnings 0 static templates/sw.js tests/js eslint.config.js
+	node_modules/.bin/eslint --max-warnings 0 static templates/sw.js tests/js bench eslint.config.js
 	node --test --test-reporter=dot tests/js/
 
 check: lint js ## the fast tier: lint, types, unit and property tests (seconds, not minutes)

@@ -24,7 +24,7 @@ export default [
     languageOptions: { sourceType: "script", globals: globals.serviceworker },
   },
   {
-    files: ["tests/js/**/*.{js,mjs}", "eslint.config.js"],
+    files: ["tests/js/**/*.{js,mjs}", "bench/**/*.mjs", "eslint.config.js"],
     languageOptions: { sourceType: "module", globals: globals.node },
   },
 ];

@@ -5,10 +5,12 @@ generators (`bench/loadgen.py`) on core 1, ramp the clients up, measure a
 window of whole ticks, and report medians over repeated runs. The servers:
 moscow_clock; `reference`, the `websockets` library's own server with
 `broadcast()` (`bench/reference_app.py`), measured in the same run so every
-figure has a ratio against it; `naive`, the obvious per-connection Quart loop
-(`bench/naive_app.py`); and any other checkout of moscow_clock given with
-`--checkout NAME=PATH` (say, the commit before a change), or this one with
-other settings given with `--variant NAME=ENV=VALUE,...`:
+figure has a ratio against it; `node-ws`, the same clock on Node's `ws`
+(`bench/reference_ws.mjs`, after `npm ci`), a second yardstick; `naive`, the
+obvious per-connection Quart loop (`bench/naive_app.py`); and any other
+checkout of moscow_clock given with `--checkout NAME=PATH` (say, the commit
+before a change), or this one with other settings given with
+`--variant NAME=ENV=VALUE,...`:
 
     python -m bench.run --clients 1000,5000,10000 --runs 3 --json bench/results.json
 
@@ -49,6 +51,8 @@ SERVERS = {
     "moscow_clock": [sys.executable, "-m", "moscow_clock"],
     "reference": [sys.executable, "-m", "bench.reference_app"],
     "naive": [sys.executable, "-m", "bench.naive_app"],
+    # The second yardstick: the same clock on Node's `ws` (package.json, `npm ci`).
+    "node-ws": ["node", "bench/reference_ws.mjs"],
 }
 CHECKOUTS: dict[str, Path] = {}  # more moscow_clock servers: name -> checkout (--checkout)
 VARIANTS: dict[str, dict[str, str]] = {}  # moscow_clock with more settings (--variant)
