@@ -12,7 +12,7 @@ still frees everything else the moment it is dropped.
 So what is frozen must be what lives long:
 
 - everything made while starting (modules, the app, templates);
-- what has survived a *full* collection that took long enough to matter
+- what has survived a *full* collection that took enough CPU to matter
   (`FREEZE_AFTER_S`): by then the unfrozen heap is mostly the websockets
   admitted since the last freeze (long-lived), and the transient objects of
   the requests in flight at that instant are a few among them.
@@ -48,9 +48,11 @@ log = logging.getLogger("moscow_clock.server")
 # Sweeps (unfreeze, collect everything, freeze) this far apart: bounding what
 # a stray cycle among frozen objects could keep.
 SWEEP_EVERY_S = 3600.0
-# A full collection of the unfrozen heap that took this long freezes what it
-# left: the heap has grown by enough long-lived objects that walking them
-# again at every full collection would start to cost ticks.
+# A full collection of the unfrozen heap that took this much CPU freezes what
+# it left: the heap has grown by enough long-lived objects that walking them
+# again at every full collection would start to cost ticks. CPU time, not
+# wall time: on a busy host a small collection can take long by the wall
+# clock, and each freeze it asked for would keep what was in flight then.
 FREEZE_AFTER_S = 0.005
 # Generation-1 collections between two full ones (CPython's default: 10).
 FULL_AFTER = 1
@@ -65,7 +67,7 @@ class GcPolicy:
         *,
         sweep_every: float = SWEEP_EVERY_S,
         freeze_after: float = FREEZE_AFTER_S,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.process_time,
     ) -> None:
         self.sweep_every = sweep_every
         self.freeze_after = freeze_after
