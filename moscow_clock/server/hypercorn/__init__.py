@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from .guard import GuardError
 from .install import install
-from .listen import ACCEPTS_PER_ROUND
+from .listen import ACCEPTS_PER_ROUND, AcceptErrors
 from .options import Options, ServerConfig
 from .shed import RefuseUpgrade
-from .tcp import AcceptErrors
 
 __all__ = [
     "ACCEPTS_PER_ROUND",
