@@ -49,7 +49,7 @@ def test_at_the_cap_the_listener_pauses_and_nothing_unread_is_closed() -> None:
     assert not listener.paused
 
 
-def test_idle_ones_make_room_first_then_stalled_heads_of_the_biggest_address() -> None:
+def test_idle_ones_make_room_first_then_stalled_ones() -> None:
     listener = FakeListener()
     connections = Connections(4, listener=listener)
     small, big1, big2, idle = member(), member(), member(), member()
@@ -70,9 +70,12 @@ def test_idle_ones_make_room_first_then_stalled_heads_of_the_biggest_address() -
     connections.arrive(more, "10.0.0.4", 0.5)
     assert listener.paused
     connections.sweep(0.5 + STALL_S)
-    big1.abort.assert_called_once()  # the address holding most, oldest first
-    small.abort.assert_not_called()
-    assert connections.evicted == 2
+    big1.abort.assert_called_once()  # then every stalled one
+    big2.abort.assert_called_once()
+    small.abort.assert_called_once()
+    more.abort.assert_not_called()  # not read yet
+    assert connections.evicted == 4
+    assert not listener.paused
 
 
 def test_a_busy_or_closing_connection_is_never_a_victim() -> None:

@@ -10,10 +10,10 @@ of its own close, docs/SECURITY.md).
 Whole process (`limit`): at the cap the listener pauses (listen.py), so
 newcomers wait in the kernel's accept queue, where they cost nothing, instead
 of being accepted and reset. Room is made by closing, in this order, idle
-keep-alive connections (oldest first), then stalled ones (a head, or nothing,
-with no new byte for `STALL_S`; the address holding the most first, then
-the oldest); a connection is never closed before its first read, nor while
-its request is being answered. A head must also be whole within
+keep-alive connections (oldest first), then, if that is not enough, every
+stalled one (a head, or nothing, with no new byte for `STALL_S`); a
+connection is never closed before its first read, nor while its request is
+being answered. A head must also be whole within
 `head_timeout` of its first byte. So no crowd of slow or silent sockets,
 however large, keeps a request that arrives whole (a probe, a handshake)
 out for longer than the queue ahead of it takes to cycle.
@@ -200,8 +200,9 @@ class Connections:
             self.make_room(now)
 
     def make_room(self, now: float) -> None:
-        """Close idle, then stalled connections until below the resume mark;
-        pause the listener while still full, resume it once below."""
+        """Close idle connections (oldest first) until below the resume
+        mark, and if that is not enough, every stalled one; pause the
+        listener while still full, resume it once below."""
         waiting = self.listener.unstarted() if self.listener is not None else 0
         excess = len(self._entries) + waiting - self.resume_below
         if excess > 0:
@@ -210,7 +211,8 @@ class Connections:
                 self._close(member)
                 excess -= 1
         if excess > 0:
-            for member in self._stalled(now)[:excess]:
+            # Every stalled one: each holds a slot while others wait.
+            for member in self._stalled(now):
                 self.evicted += 1
                 self._close(member)
         if self.full():
@@ -232,16 +234,11 @@ class Connections:
             listener.resume()
 
     def _stalled(self, now: float) -> list[Member]:
-        """Stalled connections, those of the address holding most first,
-        then oldest first."""
-        found = [
-            (member, entry.group)
+        return [
+            member
             for member, entry in self._entries.items()
             if entry.state in (FRESH, HEAD) and entry.read and now - entry.progress > STALL_S
         ]
-        groups = self._groups
-        found.sort(key=lambda item: -len(groups.get(item[1], ())) if item[1] is not None else 0)
-        return [member for member, _ in found]
 
     def _evict_stalled_of(self, own: dict[Member, None], now: float) -> bool:
         for member in own:
