@@ -109,7 +109,7 @@ def close_all(peers: list[Peer]) -> None:
         peer.sock.close()
 
 
-def status_of(data: bytes) -> int | None:
+def status_of(data: bytes | bytearray) -> int | None:
     if not data.startswith(b"HTTP/1.1 ") or b"\r\n" not in data:
         return None
     return int(data[9:12])

@@ -3,7 +3,9 @@ the peer addresses it counts by (core/peers.py), without a server."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import socket
 from unittest.mock import Mock
 
 import pytest
@@ -11,8 +13,11 @@ import pytest
 from moscow_clock.core.config import ConfigError, Settings
 from moscow_clock.core.peers import TrustedProxies, group_of
 from moscow_clock.server import serve
-from moscow_clock.server.hypercorn.listen import AcceptErrors, out_of_resources
+from moscow_clock.server.hypercorn import guard
+from moscow_clock.server.hypercorn.listen import AcceptErrors, Gate, long_queue, out_of_resources
 from moscow_clock.server.hypercorn.pending import STALL_S, Connections
+
+from .support.timing import until
 
 
 class FakeListener:
@@ -206,3 +211,37 @@ def test_accept_errors_are_known_by_errno() -> None:
     assert errors.count == 1
     assert out_of_resources(OSError(errno.ENFILE, "x"))
     assert not out_of_resources(OSError(errno.ECONNRESET, "x"))
+
+
+def test_pausing_the_listener_is_possible_on_this_python() -> None:
+    """The asyncio internals the gate leans on are the ones fingerprinted
+    (else it would never pause, and the cap would close newcomers)."""
+    assert guard.holds("asyncio.selector_events")
+
+
+async def test_the_gate_pauses_and_resumes_the_listener() -> None:
+    gate = Gate()
+    sock = long_queue(socket.create_server(("127.0.0.1", 0)), gate)
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(
+        lambda _, writer: accepted.append(writer), sock=sock, backlog=4
+    )
+    clients = []
+    try:
+        assert gate.pause()
+        clients.append(socket.create_connection(sock.getsockname()))  # the kernel's queue
+        for _ in range(20):  # rounds of the loop: a registered listener would accept
+            await asyncio.sleep(0)
+        assert not accepted
+        gate.resume()
+        await until(lambda: len(accepted) == 1, 2, "accepted once resumed")
+        gate.full = lambda: True  # the cap reached: the accept pauses it again
+        clients.append(socket.create_connection(sock.getsockname()))
+        await until(lambda: gate.paused, 2, "paused at the cap")
+        assert gate.unstarted() >= 1
+    finally:
+        for client in clients:
+            client.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
