@@ -90,7 +90,7 @@ class Settings:
     max_pending_connections: int = 512
     # Of those, the ones that have not finished a request, per client
     # address (IPv4, IPv6 /64): past it a newcomer closes one of the
-    # address's stalled ones, or is kept only if its whole head is there.
+    # address's stalled ones, or is on probation (server/hypercorn/pending.py).
     # Peers in FORWARDED_ALLOW_IPS (trusted proxies: IPs, CIDRs, "*") are
     # exempt; a request head not whole HEAD_TIMEOUT seconds after its first
     # byte is closed (docs/SECURITY.md).

@@ -21,17 +21,24 @@ out for longer than the queue ahead of it takes to cycle.
 Per address (`per_address`, the IPv4 address or IPv6 /64; trusted proxies
 are exempt, their peers are many): at most that many connections that have
 not finished a request. A newcomer past it closes one of its own address's
-stalled ones, or, with none stalled, is kept only if its whole head is
-already there (tcp.py looks), which a reconnect wave's handshakes are.
+stalled ones; with none stalled, unless its whole head is already there
+(tcp.py looks; a reconnect wave's handshakes are), it is on probation: it
+has `PROBATION_S` to finish its head, and it is the first to go when room
+is needed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 # A connection that has not finished its head and has sent no byte for this
 # long is stalled: a candidate for closing when room is needed.
 STALL_S = 1.0
+# A newcomer past its address's cap whose head was not all there on arrival
+# has this long to finish it (a client's head follows its connect at once;
+# a library client busy with hundreds of connects may take milliseconds).
+PROBATION_S = 1.0
 
 # What a pending connection is doing.
 FRESH = 0  # accepted, no byte yet
@@ -62,7 +69,7 @@ class Listener(Protocol):
 
 
 class Entry:
-    __slots__ = ("group", "head_at", "progress", "read", "state")
+    __slots__ = ("arrived", "group", "head_at", "probation", "progress", "read", "state")
 
     def __init__(self, group: str | None, now: float) -> None:
         self.group = group
@@ -70,6 +77,8 @@ class Entry:
         self.read = False  # a read has been tried: it could have sent by now
         self.progress = now  # its last byte (or its first read)
         self.head_at = now  # the first byte of the head being sent
+        self.arrived = now
+        self.probation = False  # past its address's cap, its head not yet whole
 
 
 class Connections:
@@ -93,7 +102,7 @@ class Connections:
         self._idle: dict[Member, None] = {}  # oldest idle first
         self._groups: dict[str, dict[Member, None]] = {}  # not idle, per address
         self.evicted = 0  # closed to make room, since start
-        self.refused = 0  # closed at once: their address was at its cap
+        self.refused = 0  # past their address's cap, closed on probation
         self.timed_out = 0  # heads not whole within head_timeout
         self.timer: object | None = None  # the sweep's (tcp.py)
 
@@ -109,30 +118,33 @@ class Connections:
 
     # --- what a connection tells ----------------------------------------
 
-    def arrive(self, member: Member, group: str | None, now: float) -> bool:
-        """`member` is new (`group`: its address's, None if exempt). False:
-        its address holds `per_address` already and none of them stalled;
-        the caller keeps it only if its request is whole, else `refuse`s it."""
-        within = True
+    def arrive(
+        self,
+        member: Member,
+        group: str | None,
+        now: float,
+        head_waiting: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        """`member` is new (`group`: its address's, None if exempt). If its
+        address holds `per_address` already, it closes one of them that
+        stalled; with none, unless `head_waiting()` (its whole head is
+        already there), the newcomer is on probation: closed if its head is
+        not whole within `PROBATION_S`, and the first to go when room is
+        needed. True unless on probation."""
+        entry = Entry(group, now)
         if group is not None:
             own = self._groups.setdefault(group, {})
-            if len(own) >= self.per_address:
-                within = self._evict_stalled_of(own, now)
+            if len(own) >= self.per_address and not self._evict_stalled_of(own, now):
+                entry.probation = not head_waiting()
             own[member] = None
-        self._entries[member] = Entry(group, now)
+        self._entries[member] = entry
         if self.full():
             self.make_room(now)
             if len(self._entries) > self.limit and not self._pausable():
                 # No pausing on this event loop (listen.py): the newcomer goes.
                 self.evicted += 1
                 self._close(member)
-        return within
-
-    def refuse(self, member: Member) -> None:
-        """Closed on arrival (its address at its cap)."""
-        if member in self._entries:
-            self.refused += 1
-        self.leave(member)
+        return not entry.probation
 
     def reading(self, member: Member, now: float) -> None:
         """Its first read is waiting: from now on it may be found stalled."""
@@ -196,15 +208,24 @@ class Connections:
         for member in late:
             self.timed_out += 1
             self._close(member)
+        for member in self._on_probation(now - PROBATION_S):
+            self.refused += 1
+            self._close(member)
         if (self.listener is not None and self.listener.paused) or self.full():
             self.make_room(now)
 
     def make_room(self, now: float) -> None:
-        """Close idle connections (oldest first) until below the resume
-        mark, and if that is not enough, every stalled one; pause the
-        listener while still full, resume it once below."""
+        """Close newcomers on probation, then idle connections (oldest
+        first) until below the resume mark, and if that is not enough, every
+        stalled one; pause the listener while still full, resume it once
+        below."""
         waiting = self.listener.unstarted() if self.listener is not None else 0
         excess = len(self._entries) + waiting - self.resume_below
+        if excess > 0:
+            for member in self._on_probation(now)[:excess]:
+                self.refused += 1
+                self._close(member)
+                excess -= 1
         if excess > 0:
             for member in list(self._idle)[:excess]:
                 self.evicted += 1
@@ -232,6 +253,13 @@ class Connections:
             and len(self._entries) + listener.unstarted() <= self.resume_below
         ):
             listener.resume()
+
+    def _on_probation(self, arrived_by: float) -> list[Member]:
+        return [
+            member
+            for member, entry in self._entries.items()
+            if entry.probation and entry.state in (FRESH, HEAD) and entry.arrived <= arrived_by
+        ]
 
     def _stalled(self, now: float) -> list[Member]:
         return [

@@ -67,8 +67,8 @@ class TCPServer(tcp_server.TCPServer):
     4. **Connections without a websocket are capped** (`pending.py`), in
        all and per address: at the cap the listener pauses (listen.py) and
        idle or stalled connections make room; a newcomer from an address at
-       its cap is kept only with its whole head already sent (`_arrive`); a
-       closing websocket is not counted. (No upstream setting.)
+       its cap without its whole head already sent is on probation
+       (`_arrive`); a closing websocket is not counted. (No upstream setting.)
     5. **A finished connection is no cycle** (`run`): the protocol is dropped,
        so the whole connection is freed by reference counting, which the
        garbage-collection policy relies on (`collector.py`). (No upstream
@@ -122,8 +122,8 @@ class TCPServer(tcp_server.TCPServer):
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         current.set(self)
-        if self.connections is not None and not self._arrive(self.connections, sock):
-            return
+        if self.connections is not None:
+            self._arrive(self.connections, sock)
         try:
             await super().run()
         finally:
@@ -263,9 +263,9 @@ class TCPServer(tcp_server.TCPServer):
 
     # --- the pending cap (pending.py) ------------------------------------
 
-    def _arrive(self, connections: Connections, sock: Any) -> bool:
-        """Counted in the cap; False if refused at once (its address at its
-        cap and its head not all there: closed, or reset if part of one is)."""
+    def _arrive(self, connections: Connections, sock: Any) -> None:
+        """Counted in the cap (on probation if its address is at its cap and
+        its head is not all there yet)."""
         gate = getattr(self.config, "gate", None)
         if gate is not None and sock is not None:
             gate.started(sock.fileno())
@@ -273,14 +273,9 @@ class TCPServer(tcp_server.TCPServer):
         host = peer[0] if isinstance(peer, tuple) and peer else None
         exempt = self.options.trusted_proxies.trusts(host)
         self.counted = True
-        within = connections.arrive(self, None if exempt else group_of(host), self.loop.time())
+        group = None if exempt else group_of(host)
+        connections.arrive(self, group, self.loop.time(), lambda: _whole_head_waiting(sock))
         _keep_sweeping(connections, self.loop)
-        if within or self.aborted or _whole_head_waiting(sock):
-            return True
-        connections.refuse(self)
-        self.counted = False
-        self.writer.close()  # the kernel resets it if a part of a head is unread
-        return False
 
     def _leave(self) -> None:
         if self.counted and self.connections is not None:
