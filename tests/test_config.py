@@ -140,7 +140,10 @@ def test_connection_cap_fits_the_open_files_limit(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
     monkeypatch.setattr(resource, "setrlimit", lambda *_: None)
     fitted = server.fit_to_fd_limit(Settings(max_connections=10_000))
-    assert fitted.max_connections == 1024 - server.FD_RESERVE
+    # One budget: websockets, pending connections and the reserve (issue 17).
+    spent = fitted.max_connections + fitted.max_pending_connections + server.FD_RESERVE
+    assert spent == 1024, fitted
+    assert fitted.max_pending_connections < 512
     assert server.fit_to_fd_limit(Settings(max_connections=100)).max_connections == 100
 
 

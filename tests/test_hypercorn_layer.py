@@ -37,7 +37,6 @@ from moscow_clock.server.hypercorn.h11 import H11Protocol, H11WSConnection, Lazy
 from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
 from moscow_clock.server.hypercorn.listen import ACCEPTS_PER_ROUND, ListeningSocket
 from moscow_clock.server.hypercorn.options import Options, ServerConfig
-from moscow_clock.server.hypercorn.pending import Connections
 from moscow_clock.server.hypercorn.shed import BODY, refusal, upgrade_path
 from moscow_clock.server.hypercorn.streams import WSStream
 from moscow_clock.server.hypercorn.tcp import TCPServer
@@ -398,21 +397,6 @@ async def test_a_writer_that_never_drains_is_reset_after_the_send_timeout() -> N
     server._task_group.spawn.assert_called_once_with(server.protocol.handle, Closed())
     await server.protocol_send(RawData(data=b"late"))  # cut off: dropped, no wait
     assert writer.transport.buffered == 4
-
-
-def test_past_the_pending_cap_the_oldest_idle_connection_goes() -> None:
-    connections = Connections(2)
-    made = [Mock(busy=False), Mock(busy=True), Mock(busy=False)]
-    connections.pending(made[1])
-    connections.pending(made[0])
-    connections.upgraded(made[0])  # a websocket now: not counted
-    connections.pending(made[2])
-    connections.pending(first := Mock(busy=False))
-    made[2].abort.assert_called_once()  # the oldest not in the middle of a request
-    made[1].abort.assert_not_called()
-    assert len(connections) == 2
-    assert connections.evicted == 1
-    first.abort.assert_not_called()
 
 
 # --- pings ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .budget import Limits
 from .clockstate import Check
 from .origin import normalize_origin
+from .peers import NO_PROXIES, TrustedProxies
 from .sntp import parse_servers
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -87,6 +88,15 @@ class Settings:
     # handshakes, closing websockets. Past it the oldest one is closed for
     # the newcomer, so idle sockets cannot use up the descriptors.
     max_pending_connections: int = 512
+    # Of those, the ones that have not finished a request, per client
+    # address (IPv4, IPv6 /64): past it a newcomer closes one of the
+    # address's stalled ones, or is on probation (server/hypercorn/pending.py).
+    # Peers in FORWARDED_ALLOW_IPS (trusted proxies: IPs, CIDRs, "*") are
+    # exempt; a request head not whole HEAD_TIMEOUT seconds after its first
+    # byte is closed (docs/SECURITY.md).
+    max_pending_per_address: int = 64
+    forwarded_allow_ips: TrustedProxies = NO_PROXIES
+    head_timeout: float = 5.0
     # HTTP/2 in clear text (prior knowledge or `Upgrade: h2c`). Off: it has
     # none of the websocket guarantees above (docs/SECURITY.md).
     http2: bool = False
@@ -199,6 +209,15 @@ class Settings:
                 low=1,
                 high=1_000_000,
             ),
+            max_pending_per_address=_number(
+                env,
+                "MAX_PENDING_PER_ADDRESS",
+                defaults.max_pending_per_address,
+                low=1,
+                high=1_000_000,
+            ),
+            forwarded_allow_ips=_proxies(env, "FORWARDED_ALLOW_IPS"),
+            head_timeout=_number(env, "HEAD_TIMEOUT", defaults.head_timeout, low=0.1, high=3600.0),
             http2=_bool(env, "HTTP2", defaults.http2),
             log_json=_bool(env, "LOG_JSON", defaults.log_json),
             listen_fd=_optional_number(env, "LISTEN_FD", low=0, high=1 << 20),
@@ -310,6 +329,17 @@ def _embed_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         if origin != "*" and not _CSP_ORIGIN.match(origin):
             raise ConfigError(f"{name}: {origin!r} is not an origin like https://clock.example")
     return tuple(sorted(origins))
+
+
+def _proxies(env: Mapping[str, str], name: str) -> TrustedProxies:
+    raw = _raw(env, name)
+    if raw is None:
+        return NO_PROXIES
+    try:
+        return TrustedProxies.parse(raw)
+    except ValueError as error:
+        what = "is not an IP address, a CIDR network or *"
+        raise ConfigError(f"{name}: {str(error)!r} {what}") from None
 
 
 def _servers(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:

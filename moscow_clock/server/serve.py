@@ -54,8 +54,13 @@ type Build = Callable[[Settings], Service]
 
 log = logging.getLogger("moscow_clock.server")
 
-# Descriptors kept for everything but websockets: listener, HTTP, logs, imports.
+# Descriptors kept for everything but websockets and pending connections:
+# listeners, logs, imports, the supervisor's pipe, a DNS lookup.
 FD_RESERVE = 64
+# When the open-files limit cannot hold MAX_CONNECTIONS and
+# MAX_PENDING_CONNECTIONS, the pending cap gets at most this share of what is
+# left (the rest goes to websockets), and at least a round of accepts' worth.
+PENDING_SHARE = 0.25
 # Beyond GRACEFUL_TIMEOUT (+1 s for the hard deadline): the process exits even
 # if the loop cannot.
 LAST_RESORT_S = 3.0
@@ -73,6 +78,9 @@ def hypercorn_config(
             send_timeout=settings.send_timeout,
             limits=settings.frame_limits(),
             max_pending=settings.max_pending_connections,
+            max_pending_per_address=settings.max_pending_per_address,
+            trusted_proxies=settings.forwarded_allow_ips,
+            head_timeout=settings.head_timeout,
             http2=settings.http2,
             headers=layer.Options.encode_headers(headers),
             refuse_upgrade=refuse_upgrade,
@@ -116,6 +124,8 @@ async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> No
         await service.drain(settings.graceful_timeout)
 
     config = hypercorn_config(settings, service.headers, service.refuse_upgrade)
+    if isinstance(config, layer.ServerConfig):  # failed accepts, counted and logged by errno
+        config.gate.errors.install(asyncio.get_running_loop())
     server = asyncio.create_task(hypercorn_serve(service.app, config, shutdown_trigger=drained))
     stopping = asyncio.create_task(stop.wait())
     pinging = asyncio.create_task(pinger.ping_forever(settings.ws_ping_interval))
@@ -178,7 +188,6 @@ async def _serve_until_signalled(
                 loop.call_soon_threadsafe(stop.set)
 
         lifeline.watch(supervisor_gone)
-    layer.AcceptErrors().install(loop)
     await serve(build(settings), settings, stop)
 
 
@@ -187,29 +196,57 @@ def _ignore(signum: int) -> None:
 
 
 def fit_to_fd_limit(settings: Settings) -> Settings:
-    """Raise the open-files limit as far as allowed, and lower MAX_CONNECTIONS
-    if even that cannot hold them: refusing with 503 beats failing accept()."""
+    """One budget for the descriptors: websockets (MAX_CONNECTIONS), pending
+    connections (MAX_PENDING_CONNECTIONS) and `FD_RESERVE` fit in the
+    open-files limit, raised as far as allowed first; if they do not, both
+    caps are lowered (refusing with 503, or leaving newcomers in the
+    kernel's queue, beats failing accept()). The numbers chosen are logged."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        wanted = settings.max_connections + FD_RESERVE
+    overhead = FD_RESERVE
+    wanted = settings.max_connections + settings.max_pending_connections + overhead
+    if soft < wanted and (hard == resource.RLIM_INFINITY or soft < hard):
         target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-        if target > soft:
-            with suppress(ValueError, OSError):
-                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-                soft = target
-    room = soft - FD_RESERVE
-    if settings.max_pending_connections > max(room // 2, 1):
-        # Idle sockets may have at most half the descriptors.
-        settings = dataclasses.replace(settings, max_pending_connections=max(room // 2, 1))
-    if settings.max_connections <= room:
-        return settings
-    log.warning(
-        "MAX_CONNECTIONS=%d needs more open files than the limit %d allows; using %d",
-        settings.max_connections,
-        soft,
-        max(room, 1),
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    websockets, pending = descriptor_budget(
+        soft, overhead, settings.max_connections, settings.max_pending_connections
     )
-    return dataclasses.replace(settings, max_connections=max(room, 1))
+    if (websockets, pending) != (settings.max_connections, settings.max_pending_connections):
+        log.warning(
+            "the open-files limit %d cannot hold MAX_CONNECTIONS=%d and "
+            "MAX_PENDING_CONNECTIONS=%d (+%d reserved); using %d and %d",
+            soft,
+            settings.max_connections,
+            settings.max_pending_connections,
+            overhead,
+            websockets,
+            pending,
+        )
+        settings = dataclasses.replace(
+            settings, max_connections=websockets, max_pending_connections=pending
+        )
+    log.info(
+        "descriptors: %d websockets + %d pending + %d reserved of the open-files limit %d",
+        settings.max_connections,
+        settings.max_pending_connections,
+        overhead,
+        soft,
+    )
+    return settings
+
+
+def descriptor_budget(limit: int, overhead: int, websockets: int, pending: int) -> tuple[int, int]:
+    """(websockets, pending) lowered, if need be, so that their sum and
+    `overhead` fit in `limit`: the pending cap to at most `PENDING_SHARE` of
+    the room (and at least a round of accepts, if the room allows), the
+    websockets to the rest; each at least 1."""
+    room = max(limit - overhead, 2)
+    if websockets + pending <= room:
+        return websockets, pending
+    floor = min(layer.ACCEPTS_PER_ROUND, room // 2)
+    pending = max(1, min(pending, max(int(room * PENDING_SHARE), floor)))
+    return max(1, min(websockets, room - pending)), pending
 
 
 def run(build: Build, settings: Settings) -> int:

@@ -43,7 +43,9 @@ FINGERPRINTS: Mapping[str, str] = {
     "hypercorn.protocol.h2:H2Protocol._create_stream": "91eb123ddf247ede",
     # listen.py: worker_serve (above) passes Config.backlog to start_server
     "hypercorn.config:Config.create_sockets": "3ba0bab3918e4238",
-    # tcp.py
+    # tcp.py (and the Updated(idle=...) events its pending count follows,
+    # sent by H11Protocol._handle_events and _maybe_recycle)
+    "hypercorn.protocol.h11:H11Protocol._maybe_recycle": "3ac53f52bc4e65de",
     "hypercorn.asyncio.tcp_server:TCPServer.__init__": "95a6f196b96bfa92",
     "hypercorn.asyncio.tcp_server:TCPServer.protocol_send": "06144915fc094c1b",
     "hypercorn.asyncio.tcp_server:TCPServer._close": "ea76225e14315206",
@@ -70,21 +72,28 @@ FINGERPRINTS: Mapping[str, str] = {
     "hypercorn.protocol.h11:H11Protocol._check_protocol": "f95f6b38f43c62aa",
     "hypercorn.protocol.h11:H11Protocol.stream_send": "56a36254a368d71a",
     "hypercorn.protocol.h11:H11Protocol._send_error_response": "58c2b47ae295d000",
-    "hypercorn.protocol.h11:H11Protocol._maybe_recycle": "3ac53f52bc4e65de",
     "hypercorn.protocol.h11:H11Protocol.__init__": "c7c989fd6a352626",
     "hypercorn.protocol.h11:H11WSConnection": "33372cf689429978",
 }
 
-# Internals of Python and wsproto that a memory saving leans on (swapping a
-# deque that allocates 760 bytes up front for a list). Where one differs,
-# that saving is skipped, not the start refused: it changes no behaviour
-# (tests/test_hypercorn_layer.py notices).
+# Internals of Python and wsproto that optional parts lean on: a memory
+# saving (swapping a deque that allocates 760 bytes up front for a list),
+# and pausing the listener at the pending cap. Where one differs, that part
+# is skipped, not the start refused (the cap then closes newcomers instead of
+# letting them wait; tests/test_hypercorn_layer.py notices).
 OPTIONAL: Mapping[str, str] = {
     # tcp.py: the stream protocol's drain waiters
     "asyncio.streams:FlowControlMixin.__init__": "a49ad305ef96ee00",
     "asyncio.streams:FlowControlMixin.resume_writing": "de83ae4da74c2231",
     "asyncio.streams:FlowControlMixin.connection_lost": "8251f6b1e110d757",
     "asyncio.streams:FlowControlMixin._drain_helper": "567c79b19c953058",
+    # listen.py: pausing the listener (asyncio's reader of the listening
+    # socket, kept and put back: its key's data, the handle's callback and
+    # arguments; accept() called on our socket, "nothing to accept" ending a round)
+    "asyncio.selector_events:BaseSelectorEventLoop._add_reader": "84bfb60f3b40bfe1",
+    "asyncio.selector_events:BaseSelectorEventLoop._start_serving": "5b4f8624acd2d619",
+    "asyncio.selector_events:BaseSelectorEventLoop._accept_connection": "0cc21edb204919f0",
+    "asyncio.selector_events:events.Handle.__init__": "30d3624f79a99a60",
     # streams.py: wsproto's event queue
     "wsproto.connection:Connection.__init__": "2aa4c1439d32bd59",
     "wsproto.connection:Connection.receive_data": "046f0bbb05b365e3",
@@ -102,6 +111,7 @@ WHERE = {
     "run": "install.py",
     "protocol": "install.py",
     "config": "options.py",
+    "selector_events": "listen.py",
 }
 
 

@@ -15,7 +15,7 @@ from itertools import chain
 
 import h11
 from hypercorn.config import Config
-from hypercorn.events import Event, RawData
+from hypercorn.events import Event
 from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response
@@ -23,7 +23,6 @@ from hypercorn.typing import AppWrapper, ConnectionState, H11SendableEvent, Task
 
 from ...core.security_headers import merged
 from .options import options_of
-from .tcp import current
 
 
 class H11Protocol(hypercorn_h11.H11Protocol):
@@ -68,20 +67,6 @@ class H11Protocol(hypercorn_h11.H11Protocol):
             app, config, context, task_group, connection_state, ssl, client, server, send
         )
         self.can_read = LazyEvent()
-
-    async def handle(self, event: Event) -> None:
-        # For the pending-connection cap: a connection sending a request is
-        # not one to close for a newcomer; one between requests is.
-        connection = current.get()
-        if connection is not None and isinstance(event, RawData):
-            connection.busy = True
-        await super().handle(event)
-
-    async def _maybe_recycle(self) -> None:
-        await super()._maybe_recycle()
-        connection = current.get()
-        if connection is not None:
-            connection.busy = False
 
     async def _check_protocol(self, event: h11.Request) -> None:
         names = {name.lower() for name, _ in event.headers}

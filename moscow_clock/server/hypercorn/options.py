@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 from hypercorn.config import Config, Sockets
 
 from ...core.budget import Limits
+from ...core.config import Settings
+from ...core.peers import NO_PROXIES, TrustedProxies
 from ...core.security_headers import encoded
-from .listen import long_queue
+from .listen import Gate, long_queue
 from .pending import Connections
 from .shed import RefuseUpgrade
+
+_DEFAULTS = Settings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,11 @@ class Options:
     limits: Limits = field(default_factory=Limits.default)
     # Connections not carrying an open websocket, before the oldest is closed.
     max_pending: int = 512
+    # The pending cap per address (IPv4, IPv6 /64), the peers exempt from it,
+    # and the time a request head may take from its first byte (pending.py).
+    max_pending_per_address: int = _DEFAULTS.max_pending_per_address
+    trusted_proxies: TrustedProxies = NO_PROXIES
+    head_timeout: float = _DEFAULTS.head_timeout
     # HTTP/2 in clear text (prior knowledge, `Upgrade: h2c`) is answered.
     http2: bool = False
     # Headers for the server's own responses (its 400/426/431, the
@@ -39,20 +48,27 @@ class Options:
 
 
 class ServerConfig(Config):
-    """Hypercorn's settings plus this layer's `Options` and its per-process
-    connection count."""
+    """Hypercorn's settings plus this layer's `Options`, its per-process
+    count of pending connections and the gate of its listening sockets."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.connections = Connections(options.max_pending)
+        self.gate = Gate()
+        self.connections = Connections(
+            options.max_pending,
+            options.max_pending_per_address,
+            options.head_timeout,
+            listener=self.gate,
+        )
+        self.gate.full = self.connections.full
 
     def create_sockets(self) -> Sockets:
         """Hypercorn's sockets, each listening with the long kernel queue
         while asyncio takes `backlog` connections a round (listen.py)."""
         made = super().create_sockets()
         return Sockets(
-            [long_queue(sock) for sock in made.secure_sockets],
-            [long_queue(sock) for sock in made.insecure_sockets],
+            [long_queue(sock, self.gate) for sock in made.secure_sockets],
+            [long_queue(sock, self.gate) for sock in made.insecure_sockets],
             made.quic_sockets,
         )
 

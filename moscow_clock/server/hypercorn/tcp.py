@@ -11,7 +11,6 @@ import asyncio
 import logging
 import socket
 import struct
-import time
 from collections import deque
 from contextlib import suppress
 from contextvars import ContextVar
@@ -21,13 +20,15 @@ from typing import Any
 from hypercorn.asyncio import tcp_server
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.typing import AppWrapper, LifespanState
 
-from ...core.ratelimit import Every
+from ...core.peers import group_of
+from ...core.request_head import MAX_HEAD_BYTES
 from ...core.security_headers import merged
 from . import guard
 from .options import ServerConfig, options_of
+from .pending import Connections
 from .shed import RefuseUpgrade, probe_path, refusal, upgrade_path
 
 log = logging.getLogger("moscow_clock.server")
@@ -37,6 +38,9 @@ log = logging.getLogger("moscow_clock.server")
 # as soon as its kernel buffer is full, not after a further 16-64 KB backlog.
 WRITE_BUFFER_HIGH = 0
 KERNEL_SEND_BUFFER = 32 * 1024
+# How often the pending connections are looked over (heads past their
+# time, room to make while the listener is paused), while there are any.
+SWEEP_S = 0.25
 
 # The connection whose task is running: the streams it creates find it here
 # (Hypercorn hands them only a `send` callable). Set in `TCPServer.run`, so
@@ -60,8 +64,11 @@ class TCPServer(tcp_server.TCPServer):
        unsent bytes to drain after close; past `send_timeout` the socket is
        reset (upstream: issue #308 and PR #374 fix the shutdown hang it
        causes, not the wait itself).
-    4. **Connections without a websocket are capped** (`pending.py`); a
-       newcomer past the cap closes the oldest. (No upstream setting.)
+    4. **Connections without a websocket are capped** (`pending.py`), in
+       all and per address: at the cap the listener pauses (listen.py) and
+       idle or stalled connections make room; a newcomer from an address at
+       its cap without its whole head already sent is on probation
+       (`_arrive`); a closing websocket is not counted. (No upstream setting.)
     5. **A finished connection is no cycle** (`run`): the protocol is dropped,
        so the whole connection is freed by reference counting, which the
        garbage-collection policy relies on (`collector.py`). (No upstream
@@ -97,9 +104,10 @@ class TCPServer(tcp_server.TCPServer):
     ) -> None:
         super().__init__(app, loop, config, context, state, reader, writer)
         self.options = options_of(config)
-        self.connections = config.connections if isinstance(config, ServerConfig) else None
+        ours = isinstance(config, ServerConfig)
+        self.connections: Connections | None = config.connections if ours else None  # type: ignore[attr-defined]
+        self.counted = False  # in the pending cap now
         self.aborted = False
-        self.busy = False  # bytes arrived since the last response (h11.py says)
         self._reading_since: float | None = None  # a read is blocked since then
         self._read_deadline: asyncio.TimerHandle | None = None  # one timer, moved as it fires
         protocol = getattr(writer, "_protocol", None)
@@ -115,12 +123,11 @@ class TCPServer(tcp_server.TCPServer):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         current.set(self)
         if self.connections is not None:
-            self.connections.pending(self)
+            self._arrive(self.connections, sock)
         try:
             await super().run()
         finally:
-            if self.connections is not None:
-                self.connections.gone(self)
+            self._leave()
             # The connection is over: drop the references that made it a cycle
             # (the protocol holds `self.protocol_send`; the task group holds
             # the task whose context holds `current`, this server), so
@@ -141,6 +148,8 @@ class TCPServer(tcp_server.TCPServer):
         # Hypercorn's loop; a read blocked `read_timeout` fails with
         # TimeoutError, as under Hypercorn's `wait_for`.
         reader, loop, timeout = self.reader, self.loop, self.config.read_timeout
+        if self.counted and self.connections is not None:
+            self.connections.reading(self, loop.time())
         try:
             while not reader.at_eof():
                 self._reading_since = loop.time()
@@ -158,6 +167,8 @@ class TCPServer(tcp_server.TCPServer):
                     break
                 finally:
                     self._reading_since = None
+                if self.counted and self.connections is not None:
+                    self.connections.received(self, loop.time())
                 await self.protocol.handle(RawData(data))
         finally:
             if self._read_deadline is not None:
@@ -187,6 +198,8 @@ class TCPServer(tcp_server.TCPServer):
         """Hypercorn's first read, looked at before its protocol sees it: a
         websocket upgrade the app sheds gets the canned 503 and the
         connection closes (True: done); anything else goes on as usual."""
+        if self.counted and self.connections is not None:
+            self.connections.reading(self, self.loop.time())
         try:
             data = await asyncio.wait_for(
                 self.reader.read(tcp_server.MAX_RECV), self.config.read_timeout
@@ -194,6 +207,8 @@ class TCPServer(tcp_server.TCPServer):
         except (OSError, TimeoutError, SSLError):  # as Hypercorn's own read loop
             await self.protocol.handle(Closed())
             return True
+        if data and self.counted and self.connections is not None:
+            self.connections.received(self, self.loop.time())
         path = upgrade_path(data) or probe_path(data)
         if path is not None and refuse(path):
             headers = merged(self.config.response_headers("h11"), self.options.headers)
@@ -206,6 +221,13 @@ class TCPServer(tcp_server.TCPServer):
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
+            if isinstance(event, Updated) and self.counted and self.connections is not None:
+                # Hypercorn's own marks: a whole request head (not idle), or
+                # its response done and the next one awaited (idle).
+                if event.idle:
+                    self.connections.idle(self, self.loop.time())
+                else:
+                    self.connections.head_done(self)
             await super().protocol_send(event)
             return
         transport = self.writer.transport
@@ -239,14 +261,69 @@ class TCPServer(tcp_server.TCPServer):
             # the disconnect waits for room in the app's full queue.
             group.spawn(self.protocol.handle, Closed())
 
+    # --- the pending cap (pending.py) ------------------------------------
+
+    def _arrive(self, connections: Connections, sock: Any) -> None:
+        """Counted in the cap (on probation if its address is at its cap and
+        its head is not all there yet)."""
+        gate = getattr(self.config, "gate", None)
+        if gate is not None and sock is not None:
+            gate.started(sock.fileno())
+        peer = self.writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) and peer else None
+        exempt = self.options.trusted_proxies.trusts(host)
+        self.counted = True
+        group = None if exempt else group_of(host)
+        connections.arrive(self, group, self.loop.time(), lambda: _whole_head_waiting(sock))
+        _keep_sweeping(connections, self.loop)
+
+    def _leave(self) -> None:
+        if self.counted and self.connections is not None:
+            self.counted = False
+            self.connections.leave(self)
+
     # For the streams (streams.py): where this connection counts.
     def upgraded(self) -> None:
-        if self.connections is not None:
-            self.connections.upgraded(self)
+        """An open websocket: MAX_CONNECTIONS counts it, not the pending cap."""
+        self._leave()
 
     def closing(self) -> None:
-        if self.connections is not None:
-            self.connections.pending(self)
+        """Its websocket is closing: counted nowhere, never closed to make
+        room (its close frame goes first), and gone within `send_timeout`."""
+        self._leave()
+
+
+def _whole_head_waiting(sock: Any) -> bool:
+    """A whole request head is in the kernel's receive queue (a peek: the
+    bytes stay for Hypercorn to read)."""
+    if sock is None:
+        return False
+    try:
+        peek = socket.socket(fileno=sock.fileno())
+    except OSError:
+        return False
+    try:
+        data = peek.recv(MAX_HEAD_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    finally:
+        peek.detach()  # the descriptor stays the transport's
+    return b"\r\n\r\n" in data
+
+
+def _keep_sweeping(connections: Connections, loop: asyncio.AbstractEventLoop) -> None:
+    """The process's one sweep timer, running while anything is pending or
+    the listener is paused."""
+    if connections.timer is None:
+        connections.timer = loop.call_later(SWEEP_S, _sweep, connections, loop)
+
+
+def _sweep(connections: Connections, loop: asyncio.AbstractEventLoop) -> None:
+    connections.timer = None
+    connections.sweep(loop.time())
+    listener = connections.listener
+    if len(connections) or (listener is not None and listener.paused):
+        _keep_sweeping(connections, loop)
 
 
 def reset(writer: asyncio.StreamWriter) -> None:
@@ -257,57 +334,3 @@ def reset(writer: asyncio.StreamWriter) -> None:
         with suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
-
-
-# How often "out of descriptors" is logged while it lasts.
-ACCEPT_ERROR_LOG_S = 10.0
-ACCEPT_ERROR = "socket.accept() out of system resource"
-
-
-class AcceptErrors:
-    """asyncio's accept loop logs EMFILE once per connection waiting, up to
-    the backlog (4096) times a second, each with a traceback (CPython's
-    `_accept_connection` goes on looping after the error). Here: counted, and
-    logged once per interval with the count; every other loop error goes to
-    the handler that was there."""
-
-    def __init__(self, interval: float = ACCEPT_ERROR_LOG_S) -> None:
-        self.count = 0
-        self._every = Every(interval)
-
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        previous = loop.get_exception_handler()
-
-        def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-            if context.get("message") == ACCEPT_ERROR:
-                self.seen(context.get("exception"), time.monotonic())
-            elif _late_retry(context):
-                pass  # a retry the storm scheduled, firing after the listener closed
-            elif previous is not None:
-                previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
-
-        loop.set_exception_handler(handle)
-
-    def seen(self, error: object, now: float) -> None:
-        """One failed accept (logged if the last report is an interval old)."""
-        self.count += 1
-        if self._every.due(now):
-            log.error(
-                "cannot accept connections: %s (%d times so far; next report in %.0f s)",
-                error,
-                self.count,
-                self._every.interval,
-            )
-
-
-def _late_retry(context: dict[str, Any]) -> bool:
-    """asyncio schedules one retry of the listener per failed accept (up to
-    the backlog per storm); those still due at shutdown fail on the closed
-    socket with ValueError, each logged with a traceback."""
-    handle = context.get("handle")
-    callback = getattr(handle, "_callback", None)
-    return isinstance(context.get("exception"), ValueError) and (
-        getattr(callback, "__name__", "") == "_start_serving"
-    )

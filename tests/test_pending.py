@@ -1,0 +1,271 @@
+"""The pending-connection cap (server/hypercorn/pending.py), its gate and
+the peer addresses it counts by (core/peers.py), without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from unittest.mock import Mock
+
+import pytest
+
+from moscow_clock.core.config import ConfigError, Settings
+from moscow_clock.core.peers import TrustedProxies, group_of
+from moscow_clock.server import serve
+from moscow_clock.server.hypercorn import guard
+from moscow_clock.server.hypercorn.listen import AcceptErrors, Gate, long_queue, out_of_resources
+from moscow_clock.server.hypercorn.pending import PROBATION_S, STALL_S, Connections
+
+from .support.timing import until
+
+
+class FakeListener:
+    def __init__(self) -> None:
+        self.paused = False
+        self.waiting = 0
+
+    def pause(self) -> bool:
+        self.paused = True
+        return True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def unstarted(self) -> int:
+        return self.waiting
+
+
+def member() -> Mock:
+    return Mock(spec=["abort"])
+
+
+def test_at_the_cap_the_listener_pauses_and_nothing_unread_is_closed() -> None:
+    listener = FakeListener()
+    connections = Connections(4, listener=listener)
+    made = [member() for _ in range(4)]
+    for m in made:
+        connections.arrive(m, "10.0.0.1", 0.0)
+    assert listener.paused
+    connections.sweep(100.0)  # never read: not closed, however long
+    assert not any(m.abort.called for m in made)
+    for m in made[:2]:
+        connections.leave(m)  # upgraded: websockets now
+    assert not listener.paused
+
+
+def test_idle_ones_make_room_first_then_stalled_ones() -> None:
+    listener = FakeListener()
+    connections = Connections(4, listener=listener)
+    small, big1, big2, idle = member(), member(), member(), member()
+    connections.arrive(small, "10.0.0.1", 0.0)
+    connections.arrive(big1, "10.0.0.2", 0.0)
+    connections.arrive(big2, "10.0.0.2", 0.0)
+    connections.arrive(idle, "10.0.0.3", 0.0)
+    for m in (small, big1, big2, idle):
+        connections.reading(m, 0.0)
+        connections.received(m, 0.1)
+    connections.head_done(idle)
+    connections.idle(idle, 0.2)
+    assert listener.paused
+    connections.sweep(0.5)  # nothing stalled yet: only the idle one goes
+    idle.abort.assert_called_once()
+    assert not listener.paused
+    more = member()
+    connections.arrive(more, "10.0.0.4", 0.5)
+    assert listener.paused
+    connections.sweep(0.5 + STALL_S)
+    big1.abort.assert_called_once()  # then every stalled one
+    big2.abort.assert_called_once()
+    small.abort.assert_called_once()
+    more.abort.assert_not_called()  # not read yet
+    assert connections.evicted == 4
+    assert not listener.paused
+
+
+def test_a_busy_or_closing_connection_is_never_a_victim() -> None:
+    listener = FakeListener()
+    connections = Connections(2, listener=listener)
+    busy, closing = member(), member()
+    connections.arrive(busy, "10.0.0.1", 0.0)
+    connections.reading(busy, 0.0)
+    connections.received(busy, 0.0)
+    connections.head_done(busy)
+    connections.arrive(closing, "10.0.0.1", 0.0)
+    connections.leave(closing)  # upgraded, then closing: counted nowhere
+    connections.arrive(member(), "10.0.0.2", 0.0)
+    connections.sweep(60.0)
+    busy.abort.assert_not_called()
+    closing.abort.assert_not_called()
+
+
+def test_a_head_not_whole_in_time_is_closed() -> None:
+    connections = Connections(10, head_timeout=2.0)
+    slow = member()
+    connections.arrive(slow, "10.0.0.1", 0.0)
+    connections.reading(slow, 0.0)
+    connections.received(slow, 3.0)  # the head starts late: timed from its first byte
+    connections.sweep(4.9)
+    slow.abort.assert_not_called()
+    connections.sweep(5.0)
+    slow.abort.assert_called_once()
+    assert connections.timed_out == 1
+    assert len(connections) == 0
+
+
+def test_an_address_at_its_cap_closes_its_own_stalled_one_or_the_newcomer_is_on_probation() -> None:
+    connections = Connections(100, per_address=2)
+    first, second = member(), member()
+    for m in (first, second):
+        assert connections.arrive(m, "10.0.0.9", 0.0)
+        connections.reading(m, 0.0)
+    late, slow = member(), member()
+    assert not connections.arrive(late, "10.0.0.9", 0.5)  # none stalled yet: on probation
+    assert not connections.arrive(slow, "10.0.0.9", 0.5)
+    assert connections.arrive(member(), "10.0.0.9", 0.5, lambda: True)  # a whole head: kept
+    connections.received(late, 0.6)
+    connections.head_done(late)  # its head came in time: answered as usual
+    connections.sweep(0.5 + PROBATION_S)
+    slow.abort.assert_called_once()
+    late.abort.assert_not_called()
+    assert connections.refused == 1
+    assert connections.arrive(member(), "10.0.0.9", 0.5 + STALL_S + 0.1)
+    first.abort.assert_called_once()  # its own stalled one made room
+    assert connections.arrive(member(), None, 0.0)  # exempt (a trusted proxy)
+    assert connections.arrive(member(), "10.0.0.8", 0.0)  # another address
+
+
+def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
+    listener = FakeListener()
+    connections = Connections(3, per_address=1, listener=listener)
+    idle, first = member(), member()
+    connections.arrive(idle, "10.0.0.1", 0.0)
+    connections.reading(idle, 0.0)
+    connections.received(idle, 0.0)
+    connections.head_done(idle)
+    connections.idle(idle, 0.0)
+    connections.arrive(first, "10.0.0.2", 0.0)
+    extra = member()
+    assert not connections.arrive(extra, "10.0.0.2", 0.1)  # the cap reached: it goes first
+    extra.abort.assert_called_once()
+    assert not listener.paused
+    idle.abort.assert_not_called()
+    first.abort.assert_not_called()
+
+
+def test_idle_keep_alives_do_not_count_per_address() -> None:
+    connections = Connections(100, per_address=1)
+    kept = member()
+    connections.arrive(kept, "10.0.0.9", 0.0)
+    connections.reading(kept, 0.0)
+    connections.received(kept, 0.0)
+    connections.head_done(kept)
+    connections.idle(kept, 0.1)
+    assert connections.arrive(member(), "10.0.0.9", 0.2)
+
+
+def test_without_pausing_the_newcomer_goes() -> None:
+    listener = FakeListener()
+    listener.pause = lambda: False  # type: ignore[method-assign]
+    connections = Connections(1, listener=listener)
+    old, new = member(), member()
+    connections.arrive(old, "10.0.0.1", 0.0)
+    connections.arrive(new, "10.0.0.2", 0.0)
+    new.abort.assert_called_once()
+    old.abort.assert_not_called()
+
+
+def test_trusted_proxies_as_uvicorn_reads_them() -> None:
+    proxies = TrustedProxies.parse("10.0.0.1, 192.168.0.0/16,::1")
+    assert proxies.trusts("10.0.0.1")
+    assert proxies.trusts("192.168.3.4")
+    assert proxies.trusts("::1")
+    assert proxies.trusts("::ffff:10.0.0.1")
+    assert not proxies.trusts("10.0.0.2")
+    assert not proxies.trusts(None)
+    assert TrustedProxies.parse("*").trusts("203.0.113.9")
+    assert not TrustedProxies.parse("")
+    assert proxies.client_address("10.0.0.1", ["203.0.113.9, 192.168.1.1"]) == "203.0.113.9"
+    assert proxies.client_address("10.0.0.9", ["203.0.113.9"]) == "10.0.0.9"
+    with pytest.raises(ValueError, match="nonsense"):
+        TrustedProxies.parse("10.0.0.1, nonsense")
+
+
+def test_addresses_are_grouped_ipv6_by_its_64() -> None:
+    assert group_of("192.0.2.1") == "192.0.2.1"
+    one, other = group_of("2001:db8:1:2:aaaa::1"), group_of("2001:db8:1:2:bbbb::2")
+    assert one == other == "2001:db8:1:2::/64"
+    assert group_of("::ffff:192.0.2.1") == "192.0.2.1"
+    assert group_of("") is None
+
+
+def test_the_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "MAX_PENDING_PER_ADDRESS": "8",
+            "FORWARDED_ALLOW_IPS": "127.0.0.4,10.0.0.0/8",
+            "HEAD_TIMEOUT": "2.5",
+        }
+    )
+    assert settings.max_pending_per_address == 8
+    assert settings.forwarded_allow_ips.trusts("10.1.2.3")
+    assert settings.head_timeout == 2.5
+    with pytest.raises(ConfigError, match="FORWARDED_ALLOW_IPS"):
+        Settings.from_env({"FORWARDED_ALLOW_IPS": "a.b.c"})
+    options = serve.hypercorn_config(settings).options  # type: ignore[attr-defined]
+    assert options.head_timeout == 2.5
+    assert options.trusted_proxies.trusts("127.0.0.4")
+
+
+def test_one_descriptor_budget() -> None:
+    # At 256 open files: websockets + pending + the reserve fit.
+    websockets, pending = serve.descriptor_budget(256, serve.FD_RESERVE, 10_000, 512)
+    assert websockets + pending + serve.FD_RESERVE <= 256
+    assert pending >= 32
+    assert websockets >= 100
+    assert serve.descriptor_budget(1 << 20, serve.FD_RESERVE, 10_000, 512) == (10_000, 512)
+
+
+def test_accept_errors_are_known_by_errno() -> None:
+    errors = AcceptErrors()
+    loop = Mock()
+    errors.install(loop)
+    handle = loop.set_exception_handler.call_args[0][0]
+    handle(loop, {"message": "anything", "exception": OSError(errno.EMFILE, "x"), "socket": 1})
+    assert errors.count == 1
+    assert out_of_resources(OSError(errno.ENFILE, "x"))
+    assert not out_of_resources(OSError(errno.ECONNRESET, "x"))
+
+
+def test_pausing_the_listener_is_possible_on_this_python() -> None:
+    """The asyncio internals the gate leans on are the ones fingerprinted
+    (else it would never pause, and the cap would close newcomers)."""
+    assert guard.holds("asyncio.selector_events")
+
+
+async def test_the_gate_pauses_and_resumes_the_listener() -> None:
+    gate = Gate()
+    sock = long_queue(socket.create_server(("127.0.0.1", 0)), gate)
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(
+        lambda _, writer: accepted.append(writer), sock=sock, backlog=4
+    )
+    clients = []
+    try:
+        assert gate.pause()
+        clients.append(socket.create_connection(sock.getsockname()))  # the kernel's queue
+        for _ in range(20):  # rounds of the loop: a registered listener would accept
+            await asyncio.sleep(0)
+        assert not accepted
+        gate.resume()
+        await until(lambda: len(accepted) == 1, 2, "accepted once resumed")
+        gate.full = lambda: True  # the cap reached: the accept pauses it again
+        clients.append(socket.create_connection(sock.getsockname()))
+        await until(lambda: gate.paused, 2, "paused at the cap")
+        assert gate.unstarted() >= 1
+    finally:
+        for client in clients:
+            client.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
