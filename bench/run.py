@@ -284,7 +284,6 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         VARIANTS.get(server, {}),
         HOST="127.0.0.1",
         WORKERS=str(workers),
-        MAX_CONNECTIONS=str(clients + 1000),
     )
     server_cores = args.server_cores if workers == 1 else args.server_cores_multi
     command = SERVERS.get(server, SERVERS["moscow_clock"])
