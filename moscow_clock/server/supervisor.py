@@ -127,7 +127,7 @@ def supervise(settings: Settings, config: Config) -> int:
     exit_code = 0
     restarts = Restarts()
     due: list[float] = []  # when each replacement is to start (monotonic)
-    previous_wakeup = -1
+    previous_wakeup: int | None = None  # set once the wake-up fd is ours
     try:
         # Handlers first, so a signal during start-up is not lost; exec
         # resets them to the default in the workers, which install their own.
@@ -195,9 +195,9 @@ def supervise(settings: Settings, config: Config) -> int:
     finally:
         # Normally nothing is left; after an exception, closing the lifeline
         # tells the workers too, and they are given their drain to go.
-        if previous_wakeup != -1 or signal.getsignal(signal.SIGCHLD) is _wake_only:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if previous_wakeup is not None:
             signal.set_wakeup_fd(previous_wakeup)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(lifeline)
         os.close(keep_alive)
         _reap(
