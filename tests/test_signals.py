@@ -271,6 +271,21 @@ async def test_a_killed_worker_is_replaced_and_the_others_clients_keep_theirs(
     assert "Traceback" not in server.log()
 
 
+async def test_a_stop_during_a_back_off_is_not_held_up_by_it(
+    start_group: Callable[..., GroupServer],
+) -> None:
+    """SIGTERM right after a worker died (its replacement waiting out a
+    back-off, or just started): the workers drain and the supervisor exits
+    0, as for any stop."""
+    server = start_group(WORKERS="2")
+    workers = server.workers()
+    os.kill(workers[0], signal.SIGKILL)
+    await wait_until(lambda: "starting another in" in server.log(), GONE_WITHIN_S)
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.wait, GONE_WITHIN_S) == 0
+    assert not any(alive(pid) for pid in workers)
+
+
 async def test_a_crash_loop_ends_the_supervisor(
     start_group: Callable[..., GroupServer],
 ) -> None:
