@@ -1,7 +1,7 @@
 """What a refused websocket handshake costs the server: CPU per refusal.
 
-A server over a budget nothing can keep (one client admitted, every later
-handshake refused) on core 0; from core 1, `--count` raw upgrade requests,
+A full server (`MAX_CONNECTIONS=1`, one client admitted, every later
+handshake refused, as at any saturation) on core 0; from core 1, `--count` raw upgrade requests,
 `--concurrency` at a time, each read until the server closes. The server's
 CPU (utime + stime of its process) over the flood, divided by the
 refusals. `--split` sends each head in two writes 20 ms apart, so the
@@ -10,7 +10,7 @@ server's first read is not a whole upgrade and the app's gate refuses it
 bytes):
 
     python -m bench.refusals            # refused by the server (shed)
-    python -m bench.refusals --split    # refused by the app (busy)
+    python -m bench.refusals --split    # refused by the app (full)
     python -m bench.refusals --probe    # the page's probe, a plain GET /ws (shed)
 
 `--probe` sends the page's probe instead of a handshake (static/js/
@@ -101,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_open_files()
     port = free_port()
-    env = server_env(port, HOST="127.0.0.1", FANOUT_BUDGET="0.00000001", LOOP_LAG_BUDGET="0")
+    env = server_env(port, HOST="127.0.0.1", MAX_CONNECTIONS="1")
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "moscow_clock"],
         env=env,
@@ -109,7 +109,7 @@ def main() -> None:
     )
     try:
         wait_ready(port)
-        admitted = open_raw(port)  # measured on by the next ticks: the budget is over
+        admitted = open_raw(port)  # the one place: every later handshake is refused
         time.sleep(2.5)
         os.sched_setaffinity(0, {1})
         load = loadavg()

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,10 @@ class Result:
     load_after: str = ""
     seconds: int = 0
     sec_p99: list[float] | None = None  # per second of the window
+    # Why connects failed (the load generators' kinds), and what the server
+    # refused, by reason (its /metrics at the end: ramp included).
+    failure_kinds: dict[str, int] | None = None
+    refused: dict[str, float] | None = None
 
 
 Hist = dict[int, int]
@@ -288,7 +293,6 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         VARIANTS.get(server, {}),
         HOST="127.0.0.1",
         WORKERS=str(workers),
-        MAX_CONNECTIONS=str(clients + 1000),
     )
     server_cores = args.server_cores if workers == 1 else args.server_cores_multi
     command = SERVERS.get(server, SERVERS["moscow_clock"])
@@ -357,7 +361,13 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
             "steal_pct": 100 * stolen / everything if everything else float("nan"),
             "other_pct": max(0.0, 100 * (busy / everything * cores - cpu)) if everything else 0.0,
         }
-        stalls = stall_figures(metrics_start, scrape(port))
+        metrics_end = scrape(port)
+        stalls = stall_figures(metrics_start, metrics_end)
+        refused = {
+            name.split('reason="')[1].rstrip('"}'): value
+            for name, value in metrics_end.items()
+            if name.startswith("moscow_clock_websocket_refused_total{")
+        }
         reports = []
         for generator in generators:
             out, _ = generator.communicate(timeout=ramp + args.seconds + args.grace + 60)
@@ -407,6 +417,8 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         load_after=loadavg(),
         seconds=int(args.seconds),
         sec_p99=sec_p99,
+        failure_kinds=dict(sum((Counter(r.get("failures", {})) for r in reports), Counter())),
+        refused=refused,
     )
 
 
@@ -532,6 +544,13 @@ def main() -> None:
             for server in servers:
                 everything.extend(asdict(r) for r in runs[server])
                 print(row(median_result(runs[server]), ref), flush=True)
+                for run in runs[server]:
+                    if run.failure_kinds or run.refused:
+                        print(
+                            f"#   {server}: connects failed {run.failure_kinds},"
+                            f" server refused {run.refused}",
+                            flush=True,
+                        )
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1) + "\n")
 

@@ -103,9 +103,7 @@ def main() -> None:
     receiving_port, doomed_port = free_port(), free_port()
     load_before = loadavg()
     receiving = start_server(args, "0", receiving_port)
-    # The doomed one shares core 1 with the load generators: no load shedding
-    # there, or it would refuse its share while they ramp up.
-    doomed = start_server(args, "1", doomed_port, FANOUT_BUDGET="0")
+    doomed = start_server(args, "1", doomed_port)
     generators: list[subprocess.Popen[bytes]] = []
     try:
         wait_ready(receiving_port)

@@ -31,6 +31,12 @@ async def test_metrics_page_in_the_app(app: Quart) -> None:
     assert "# TYPE moscow_clock_websocket_clients gauge" in text
     assert "# TYPE moscow_clock_tick_fanout_seconds histogram" in text
     assert "process_resident_memory_bytes" in text
+    # Admission: why it refuses (nothing, here), how many it admits at most,
+    # and the supervisor's restarts (none without one).
+    assert 'moscow_clock_admission_saturated{cause="loop_lag"} 0.0' in text
+    assert 'moscow_clock_admission_saturated{cause="memory"} 0.0' in text
+    assert "# TYPE moscow_clock_websocket_capacity gauge" in text
+    assert "moscow_clock_worker_restarts_total 0.0" in text
 
 
 async def test_metrics_never_walk_the_heap(app: Quart, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -216,25 +216,136 @@ async def test_a_new_supervisor_removes_directories_of_dead_ones(
                 path.rmdir()
 
 
-async def test_a_killed_worker_stops_the_service(
+async def test_a_killed_worker_is_replaced_and_the_others_clients_keep_theirs(
     start_group: Callable[..., GroupServer],
 ) -> None:
-    """A worker that dies (SIGKILL, OOM) takes the service down cleanly for
-    the orchestrator to restart: the other worker drains its clients with
-    1001, the supervisor exits 1, the port is free and the directory gone."""
+    """A worker that dies (SIGKILL, the OOM killer) takes only its own
+    clients: a new worker takes its place on the shared socket, the other
+    worker's clients keep their connection and their ticks, the supervisor
+    keeps running, and /metrics counts the restart."""
     server = start_group(WORKERS="2")
     workers = server.workers()
-    shared = metrics_dir_of(workers[0])
-    clients = await connected(server, 6)
+    assert len(workers) == 2
+    victim, survivor = workers
+    # Which worker accepts a connection is the kernel's choice: connect until
+    # each has clients (the test is about the split).
+    clients: list[websockets.ClientConnection] = []
+    while {victim, survivor} - {worker_of(ws, workers) for ws in clients}:
+        assert len(clients) < 64, "one worker takes every connection"
+        clients += await connected(server, 2)
+    on_victim = [ws for ws in clients if worker_of(ws, workers) == victim]
+    kept = [ws for ws in clients if ws not in on_victim]
+    os.kill(victim, signal.SIGKILL)
+    for ws in on_victim:
+        assert await close_code(ws, GONE_WITHIN_S) == 1006  # gone with its worker
+    for ws in kept:
+        await asyncio.wait_for(ws.recv(), scaled(3))
+        await asyncio.wait_for(ws.recv(), scaled(3))  # the kill is past: still ticking
+    replaced: list[int] = []
+
+    def new_worker() -> bool:
+        replaced[:] = [pid for pid in server.workers() if pid not in workers]
+        return len(replaced) == 1
+
+    await wait_until(new_worker, GONE_WITHIN_S)
+    assert survivor in server.workers()
+    assert not alive(victim)
+    assert server.process is not None
+    assert server.process.poll() is None  # the supervisor is still there
+    assert all(ws.close_code is None for ws in kept)  # never dropped
+    for ws in kept:
+        await asyncio.wait_for(ws.recv(), scaled(3))
+    # Newcomers are served (by whichever worker accepts them).
+    fresh = await connected(server, 4)
+    await wait_until(server.healthy, GONE_WITHIN_S)
+
+    def restart_counted() -> bool:
+        return "moscow_clock_worker_restarts_total 1.0" in metrics_text(server)
+
+    await wait_until(restart_counted, GONE_WITHIN_S)
+    assert "starting another in 0.5 s" in server.log()
+    for ws in [*kept, *fresh]:
+        await ws.close()
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.wait, GONE_WITHIN_S) == 0
+    assert "Traceback" not in server.log()
+
+
+async def test_a_stop_during_a_back_off_is_not_held_up_by_it(
+    start_group: Callable[..., GroupServer],
+) -> None:
+    """SIGTERM right after a worker died (its replacement waiting out a
+    back-off, or just started): the workers drain and the supervisor exits
+    0, as for any stop."""
+    server = start_group(WORKERS="2")
+    workers = server.workers()
     os.kill(workers[0], signal.SIGKILL)
-    codes = await asyncio.gather(*(close_code(ws, GONE_WITHIN_S) for ws in clients))
-    # 1006 for the killed worker's clients (no close frame), 1001 for the others'.
-    assert set(codes) <= {1001, 1006}
-    assert await asyncio.to_thread(server.wait, GONE_WITHIN_S) == 1
+    await wait_until(lambda: "starting another in" in server.log(), GONE_WITHIN_S)
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.wait, GONE_WITHIN_S) == 0
     assert not any(alive(pid) for pid in workers)
+
+
+async def test_a_crash_loop_ends_the_supervisor(
+    start_group: Callable[..., GroupServer],
+) -> None:
+    """Workers that keep dying (five within a minute) are not restarted
+    forever: the supervisor stops the rest, frees the port, removes the
+    metrics directory and exits 1, saying why."""
+    server = start_group(WORKERS="2")
+    original = server.workers()
+    shared = metrics_dir_of(original[0])
+    clients = await connected(server, 4)
+    killed: set[int] = set()
+
+    def replacements() -> list[int]:
+        return [pid for pid in server.workers() if pid not in killed and pid != original[1]]
+
+    target = original[0]
+    for death in range(5):
+        os.kill(target, signal.SIGKILL)
+        killed.add(target)
+        if death < 4:
+            # Its back-off: 0.5, 1, 2, 4 s, then the worker's start.
+            await wait_until(lambda: bool(replacements()), scaled(13.0))
+            target = replacements()[0]
+    assert await asyncio.to_thread(server.wait, GONE_WITHIN_S) == 1
+    codes = await asyncio.gather(*(close_code(ws, GONE_WITHIN_S) for ws in clients))
+    assert set(codes) <= {1001, 1006}  # the survivor's clients were told
+    assert not alive(original[1])
     assert bindable(server.port)
     assert not shared.exists()
-    assert "stopping the others" in server.log()
+    assert "a crash loop" in server.log()
+
+
+def worker_of(ws: websockets.ClientConnection, workers: list[int]) -> int | None:
+    """The worker holding the server's end of `ws`: the socket whose remote
+    port is the client's local one (/proc/net/tcp), among the workers' fds."""
+    port = ws.local_address[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port:
+            inode = fields[9]
+    for pid in workers:
+        with suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with suppress(OSError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+    return None
+
+
+def metrics_text(server: ServerProcess) -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=scaled(2)) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return ""
+    return b"".join(chunks).decode(errors="replace")
 
 
 def test_a_supervisor_that_fails_to_start_its_workers_cleans_up() -> None:

@@ -1,6 +1,7 @@
-"""Stalls and load, as pure decisions over injected measurements: the load
-gate, the loop-lag and GC-pause recorders, the collector policy, and the
-pinger's spreading of pings (no timing thresholds: speed is the benchmark's)."""
+"""Stalls, as pure decisions over injected measurements: the loop-lag and
+GC-pause recorders, the collector policy, and the pinger's spreading of
+pings (no timing thresholds: speed is the benchmark's). The admission gate
+the loop lag feeds is tests/test_capacity.py's."""
 
 from __future__ import annotations
 
@@ -10,171 +11,11 @@ from typing import Any
 
 import pytest
 
-from moscow_clock.live.admission import (
-    BUSY,
-    FULL,
-    MIN_BASIS,
-    RESUME_AT,
-    Admitted,
-    Budget,
-    Gate,
-    Load,
-)
 from moscow_clock.live.session import shutting_down
 from moscow_clock.live.stalls import GcPauses, LoopLag
 from moscow_clock.live.ticker import reconnect_spread_s
 from moscow_clock.server import pinger
 from moscow_clock.server.collector import GcPolicy
-
-
-class Measured:
-    """The load a test sets: the latest fan-out and the recent loop lag."""
-
-    def __init__(self) -> None:
-        self.fanout: tuple[float, int] = (0.0, 0)
-        self.earlier: list[tuple[float, int]] = []
-        self.lag = 0.0
-
-    def load(self, fanout_s: float = 0.2, loop_lag_s: float = 0.15) -> Load:
-        return Load(
-            Budget(fanout_s, loop_lag_s), lambda: [*self.earlier, self.fanout], lambda: self.lag
-        )
-
-
-def test_fanout_is_projected_to_the_clients_there_would_be() -> None:
-    measured = Measured()
-    load = measured.load()
-    assert load.projected_fanout(5000) == 0.0  # nothing measured yet: no basis to refuse
-    measured.fanout = (0.1, 5000)
-    assert load.projected_fanout(10000) == pytest.approx(0.2)
-    assert not load.over_budget(9999)
-    assert load.over_budget(10001)
-    measured.fanout = (0.001, 1)  # mostly fixed cost: scaled as if from MIN_BASIS clients
-    assert load.projected_fanout(MIN_BASIS * 2) == pytest.approx(0.002)
-    measured.fanout = (0.001, 0)  # a tick with nobody to send it to
-    assert not load.over_budget(10**6)
-
-
-def test_the_cheapest_recent_fanout_counts_so_one_noisy_second_refuses_nobody() -> None:
-    measured = Measured()
-    load = measured.load()
-    measured.earlier = [(0.1, 5000), (0.09, 5000)]
-    measured.fanout = (0.9, 5000)  # descheduled for most of a second
-    assert load.projected_fanout(5000) == pytest.approx(0.09)
-    assert not load.over_budget(5001)
-    measured.earlier = [(0.3, 5000), (0.25, 5000)]  # the load really grew
-    assert load.over_budget(5001)
-
-
-def test_loop_lag_over_budget_refuses_whatever_the_fanout() -> None:
-    measured = Measured()
-    load = measured.load(loop_lag_s=0.15)
-    measured.fanout = (0.001, 100)
-    measured.lag = 0.149
-    assert not load.over_budget(101)
-    measured.lag = 0.151
-    assert load.over_budget(101)
-
-
-def test_a_zero_budget_is_not_checked() -> None:
-    measured = Measured()
-    measured.fanout, measured.lag = (10.0, 1), 10.0
-    assert not measured.load(fanout_s=0, loop_lag_s=0).over_budget(1000)
-    assert measured.load(fanout_s=0, loop_lag_s=1).over_budget(1000)
-    assert measured.load(fanout_s=1, loop_lag_s=0).over_budget(1000)
-
-
-def test_gate_refuses_with_503_while_over_budget_and_admits_when_the_load_drops() -> None:
-    measured = Measured()
-    gate = Gate(max_connections=10, allowed_origins=frozenset(), load=measured.load())
-    first = gate.admit(None, "clock.example")
-    assert isinstance(first, Admitted)
-    measured.fanout = (0.15 * MIN_BASIS, 1)  # far over budget
-    refused = gate.admit(None, "clock.example")
-    assert refused is BUSY
-    assert (BUSY.status, BUSY.reason, BUSY.headers) == (503, "busy", {"Retry-After": "5"})
-    assert gate.open == 1  # a refusal takes no place
-    measured.fanout = (0.05, 1)  # the load dropped
-    second = gate.admit(None, "clock.example")
-    assert isinstance(second, Admitted)
-    assert gate.open == 2
-    with first, second:
-        pass
-    assert gate.open == 0
-
-
-def test_once_over_budget_admission_resumes_only_clearly_below_it() -> None:
-    measured = Measured()
-    load = measured.load(fanout_s=0.2, loop_lag_s=0)
-    measured.fanout = (0.1, 5000)  # 20 us a client: the budget holds 10,000
-    assert not load.over_budget(10000)
-    assert load.over_budget(10001)
-    # Just under the budget again (as after a client left, or a quieter
-    # tick): still refused, or admission would flap with every tick's noise.
-    assert load.over_budget(9999)
-    assert load.over_budget(int(10000 * RESUME_AT) + 1)
-    assert not load.over_budget(int(10000 * RESUME_AT))  # clearly below: admitting again
-    assert not load.over_budget(10000)  # and up to the budget, as before
-
-
-def test_loop_lag_has_the_same_hysteresis() -> None:
-    measured = Measured()
-    load = measured.load(fanout_s=0, loop_lag_s=0.1)
-    measured.lag = 0.11
-    assert load.over_budget(1)
-    measured.lag = 0.09
-    assert load.over_budget(1)
-    measured.lag = 0.1 * RESUME_AT - 0.001
-    assert not load.over_budget(1)
-
-
-def test_gate_says_when_it_is_shedding_so_the_server_can_refuse_early() -> None:
-    measured = Measured()
-    gate = Gate(max_connections=2, allowed_origins=frozenset(), load=measured.load())
-    assert not gate.shedding()  # nothing measured: no basis to refuse
-    first = gate.admit(None, "clock.example")
-    assert isinstance(first, Admitted)
-    measured.fanout = (0.15 * MIN_BASIS, 1)  # far over budget
-    assert gate.shedding()
-    assert gate.admit(None, "clock.example") is BUSY  # the app's gate agrees
-    measured.fanout = (0.0, 0)  # nobody was served: no load
-    assert not gate.shedding()
-    with first:
-        second = gate.admit(None, "clock.example")
-        assert isinstance(second, Admitted)
-        with second:
-            assert gate.shedding()  # full: the cap sheds too
-            assert gate.admit(None, "clock.example") is FULL
-    assert gate.open == 0
-    assert not Gate(max_connections=1, allowed_origins=frozenset()).shedding()  # no load: cap only
-
-
-def test_the_cap_and_the_origin_are_decided_before_the_load() -> None:
-    measured = Measured()
-    measured.lag = 99.0  # far over budget
-    gate = Gate(max_connections=0, allowed_origins=frozenset(), load=measured.load())
-    assert gate.admit(None, "clock.example") is FULL
-    refused = gate.admit("https://evil.example", "clock.example")
-    assert refused is not BUSY
-    assert refused is not FULL
-
-
-def test_recent_lag_is_the_worst_of_this_second_and_the_last() -> None:
-    now = [100.2]
-    lag = LoopLag(clock=lambda: now[0])
-    lag.record(0.3)
-    now[0] = 100.9
-    lag.record(0.01)
-    assert lag.recent_max() == 0.3
-    now[0] = 101.5  # the next second still remembers the stall
-    assert lag.recent_max() == 0.3
-    lag.record(0.02)
-    now[0] = 102.1  # two seconds on: forgotten
-    assert lag.recent_max() == 0.02
-    now[0] = 104.0
-    assert lag.recent_max() == 0.0
-    assert lag.take_samples() == [0.3, 0.01, 0.02]
-    assert lag.take_samples() == []
 
 
 def test_a_stall_is_ours_if_we_were_on_the_cpu_for_it() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .budget import Limits
+from .capacity import MOST_CONNECTIONS
 from .clockstate import Check
 from .origin import normalize_origin
 from .peers import NO_PROXIES, TrustedProxies
@@ -38,8 +39,11 @@ class Settings:
     # refused with close code 1009 (server/hypercorn/streams.py).
     ws_max_message_bytes: int = 4096
     # Websocket clients one process serves at once; past it a handshake gets
-    # 503 instead of the process running out of file descriptors.
-    max_connections: int = 10000
+    # 503. Unset, the limits decide: the memory the process may use (cgroup
+    # memory.max, or the machine's; core/capacity.py) and the open-files
+    # limit (server/serve.py), both logged at start. Set, it is a cap of its
+    # own, still lowered to fit them.
+    max_connections: int = MOST_CONNECTIONS
     # Origins (scheme://host[:port]) besides the page's own that may open
     # /ws from a browser; "*" allows any. Guards against cross-site hijacking.
     allowed_origins: frozenset[str] = frozenset()
@@ -55,17 +59,16 @@ class Settings:
     # vanished mid-write), that leaves our ping or our close frame unanswered
     # this long, is cut off, so it cannot pin buffers or a shutdown indefinitely.
     send_timeout: float = 5.0
-    # Load shedding: a websocket handshake is refused (503, Retry-After) when
-    # one more client would make the tick's fan-out to everyone take longer
-    # than FANOUT_BUDGET seconds, or while the event loop has lately been
-    # stalled longer than LOOP_LAG_BUDGET (live/admission.py). 0 turns one off
-    # (the loop-lag check is off by default: see admission.py). 0.1 s: the
-    # last client's tick leaves within ~0.1 s of the second, which kept the
-    # admitted clients' lateness within the target when far more were
-    # offered; a larger budget trades lateness for clients
-    # (docs/PERFORMANCE.md, Figures the code cites).
-    fanout_budget: float = 0.1
-    loop_lag_budget: float = 0.0
+    # Load shedding: a websocket handshake is refused (503, Retry-After) while
+    # the event loop's own lag (not a busy host's) has been over
+    # LOOP_LAG_BUDGET seconds in each of the last two seconds, until it has
+    # been under 80 % of it as long (live/admission.py); 0 turns it off.
+    # Idle clients cost nothing toward it: only work the process cannot keep
+    # up with does. Ticks a second apart and a page that shows its own
+    # offset's second make half a second of lag the point where visitors
+    # would notice (sync replies late), not a tick that is 100 ms later.
+    # Near the memory limit (90 % of cgroup memory.max in use) it refuses too.
+    loop_lag_budget: float = 0.5
     # Keep long-lived objects out of the garbage collector's full collections
     # (server/collector.py); false gives the interpreter's defaults back.
     gc_freeze: bool = True
@@ -177,7 +180,7 @@ class Settings:
                 env, "WS_MAX_MESSAGE_BYTES", defaults.ws_max_message_bytes, low=64, high=1 << 20
             ),
             max_connections=_number(
-                env, "MAX_CONNECTIONS", defaults.max_connections, low=1, high=1_000_000
+                env, "MAX_CONNECTIONS", defaults.max_connections, low=1, high=MOST_CONNECTIONS
             ),
             allowed_origins=_origins(env, "ALLOWED_ORIGINS"),
             embed_origins=_embed_origins(env, "EMBED_ORIGINS"),
@@ -185,7 +188,6 @@ class Settings:
                 env, "WS_PING_INTERVAL", defaults.ws_ping_interval, low=0.5, high=3600.0
             ),
             send_timeout=_number(env, "SEND_TIMEOUT", defaults.send_timeout, low=0.5, high=3600.0),
-            fanout_budget=_number(env, "FANOUT_BUDGET", defaults.fanout_budget, low=0.0, high=60.0),
             loop_lag_budget=_number(
                 env, "LOOP_LAG_BUDGET", defaults.loop_lag_budget, low=0.0, high=60.0
             ),

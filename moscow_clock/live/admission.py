@@ -1,5 +1,5 @@
-"""Who may open a websocket: the origin check, the per-process cap, and the
-load the process can serve on time.
+"""Who may open a websocket: the origin check, the per-process cap, and
+whether the process is saturated.
 
 Decided before the handshake is accepted, so a refused client costs an HTTP
 response and nothing more.
@@ -7,9 +7,10 @@ response and nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.capacity import Watermarks
 from ..core.origin import host_allowed, origin_allowed
 from ..core.request_head import MAX_HEAD_BYTES
 
@@ -41,83 +42,47 @@ def screen(host: str | None, head_bytes: int, public_origins: frozenset[str]) ->
     return None
 
 
+# Refused for load: the process is saturated (its event loop has fallen
+# behind, or it is near its memory limit), whatever the number of clients.
 BUSY = Refusal("busy", 503, "server busy, try again later\n", {"Retry-After": "5"})
-
-
-# Clients below which a fan-out's duration says little about the cost of each.
-MIN_BASIS = 256
-# Once over budget, admit again only below this share of it: a load at the
-# edge of the budget would otherwise admit and refuse in turn with every
-# tick's noise, and each admission near the edge is the one that breaks it.
-RESUME_AT = 0.8
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """What one process must keep to serve its clients on time: a tick's
-    fan-out to every client costs at most `fanout_s` of CPU (on an idle core,
-    the last client's tick leaves that long after the second), and no stall
-    of the event loop lasts longer than `loop_lag_s` (0: not checked)."""
-
-    fanout_s: float = 0.1
-    loop_lag_s: float = 0.0
+MEMORY = Refusal("memory", 503, "server busy, try again later\n", {"Retry-After": "5"})
 
 
 class Load:
-    """Measured load against a `Budget`: would one more client break it?
-
-    The fan-out grows with the clients, so the recent fan-outs' CPU cost,
-    scaled to the clients there would be with the newcomer, says whether the
-    next tick would still reach everyone in time; a ramp of handshakes stops
-    where the budget ends instead of a second (a measurement) later. CPU, not
-    wall time: the wall time of a fan-out includes whatever ran while it
-    yielded (handshakes, sync replies) and, on a shared host, other processes;
-    measured, 1,200 clients on a busy 2-core VM looked like 3,000 by wall
-    time. Of the last few fan-outs the cheapest per client counts, so one
-    noisy second refuses nobody; a real rise in load shows in all of them.
-    Loop lag (off by default) catches what the fan-out does not see: stalls,
-    a storm of handshakes. It is off because a
-    refusal costs the process nearly as much as an admission, so refusing on
-    a burst of lag makes clients retry into the very burst: page-like
-    clients ramping against a lag budget collapsed to a handful connected
-    (docs/PERFORMANCE.md, Overload).
-    With hysteresis: once over budget it stays so until the load is below
-    `RESUME_AT` of the budget.
+    """Is the process saturated, so that one more client would hurt what the
+    others see? Not a count of clients or a fixed fan-out time: an idle
+    client costs nothing toward a refusal until it really costs CPU (then
+    the loop lags) or memory. Two readings, each with hysteresis in its
+    reader (core/capacity.py): whether the event loop's own lag has stayed
+    over `LOOP_LAG_BUDGET` (live/stalls.LoopLag.behind; a host that does
+    not schedule the process is not its load), and the share of the memory
+    limit in use (None: no limit, or unknown). A refusal while saturated is
+    cheap (the server answers it from the first bytes: server/hypercorn/
+    shed.py), so refused pages retrying do not deepen the saturation.
     Readers are plain callables, so tests inject the load they test."""
 
     def __init__(
         self,
-        budget: Budget,
-        fanout: Callable[[], Sequence[tuple[float, int]]],
-        loop_lag: Callable[[], float],
+        behind: Callable[[], bool],
+        memory: Callable[[], float | None] = lambda: None,
+        watermarks: Watermarks | None = None,
     ) -> None:
-        self.budget = budget
-        self._fanout = fanout
-        self._loop_lag = loop_lag
-        self.shedding = False  # over budget, and not yet clearly below it again
+        self._behind = behind
+        self._memory = memory
+        self.memory = watermarks or Watermarks()
 
-    def projected_fanout(self, clients: int) -> float:
-        """The fan-out's duration with `clients`, from the latest one (0: no
-        measurement yet, or nobody to measure it on). A fan-out to a few
-        clients is mostly fixed cost, so it is scaled as if it had gone to at
-        least `MIN_BASIS`: optimistic for a second, until the next tick
-        measures the clients that came in meanwhile."""
-        per_client = []
-        for seconds, measured_on in reversed(self._fanout()):
-            if measured_on <= 0:
-                break  # nobody was left since: what came before is no load now
-            per_client.append(seconds / max(measured_on, MIN_BASIS))
-        return min(per_client) * clients if per_client else 0.0
+    def refusal(self) -> Refusal | None:
+        """MEMORY while memory is near its limit, BUSY while the loop is
+        behind, else None."""
+        if self.memory.update(self._memory()):
+            return MEMORY
+        if self._behind():
+            return BUSY
+        return None
 
-    def over_budget(self, clients: int) -> bool:
-        """True if `clients` (the newcomer included) would not be served on
-        time; once true, until they would be with room to spare."""
-        share = RESUME_AT if self.shedding else 1.0
-        lag_budget, fanout_budget = self.budget.loop_lag_s, self.budget.fanout_s
-        self.shedding = bool(lag_budget and self._loop_lag() > lag_budget * share) or bool(
-            fanout_budget and self.projected_fanout(clients) > fanout_budget * share
-        )
-        return self.shedding
+    def saturated(self) -> dict[str, bool]:
+        """Each cause, for the metrics."""
+        return {"memory": self.memory.update(self._memory()), "loop_lag": self._behind()}
 
 
 class Admitted:
@@ -168,19 +133,18 @@ class Gate:
         return Admitted(self)
 
     def refusal_for_load(self) -> Refusal | None:
-        """FULL or BUSY if a handshake now would be refused for capacity or
-        load (without taking a place): the answer to the page's probe."""
+        """FULL, BUSY or MEMORY if a handshake now would be refused for
+        capacity or load (without taking a place): the answer to the page's
+        probe."""
         return self._no_room()
 
     def shedding(self) -> bool:
-        """Whether a handshake now would be refused for capacity or load (FULL
-        or BUSY), so the server may refuse it before it reaches the app."""
+        """Whether a handshake now would be refused for capacity or load (FULL,
+        BUSY or MEMORY), so the server may refuse it before it reaches the app."""
         return self._no_room() is not None
 
     def _no_room(self) -> Refusal | None:
         """The one capacity decision, for `admit` and `shedding` alike."""
         if self._open >= self.max_connections:
             return FULL
-        if self.load is not None and self.load.over_budget(self._open + 1):
-            return BUSY
-        return None
+        return None if self.load is None else self.load.refusal()

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
@@ -29,9 +32,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ..core.clockstate import Health
 from ..core.selection import Status, Verdict
+from ..core.workers import RESTARTS_FILE
 from .admission import Gate
 from .clockmonitor import ClockMonitor
 from .stalls import GcPauses, LoopLag
@@ -79,6 +85,21 @@ class Metrics:
             "Websocket handshakes refused",
             ["reason"],
             registry=r,
+        )
+        self.capacity = Gauge(
+            "moscow_clock_websocket_capacity",
+            "Websocket clients admitted at most (MAX_CONNECTIONS as the open-files "
+            "and memory limits leave it)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.saturated = Gauge(
+            "moscow_clock_admission_saturated",
+            "1 while newcomers are refused for load, by cause: loop_lag (the event "
+            "loop behind by its own work) or memory (near the cgroup's limit)",
+            ["cause"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.closed = Counter(
             "moscow_clock_websocket_closed",
@@ -219,6 +240,9 @@ class Metrics:
         # on the loop: read every second it was the stall a second at 10,000
         # clients (docs/PERFORMANCE.md, Figures the code cites). The hourly sweep logs it instead.
         self._seen: dict[str, float] = {}
+        self._restarts = WorkerRestarts(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if not self.multiprocess:
+            r.register(self._restarts)
 
     def update(
         self,
@@ -229,6 +253,10 @@ class Metrics:
         gc_pauses: GcPauses | None = None,
     ) -> None:
         self.clients.set(gate.open)
+        self.capacity.set(gate.max_connections)
+        if gate.load is not None:
+            for cause, on in gate.load.saturated().items():
+                self.saturated.labels(cause).set(on)
         self._add(self.ticks_sent, "sent", ticker.delivered)
         self._add(self.ticks_dropped, "dropped", ticker.skipped)
         self._add(self.fanouts_hurried, "hurried", ticker.hurried)
@@ -299,6 +327,7 @@ class Metrics:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        merged.register(self._restarts)
         return generate_latest(merged)
 
     def _add(self, counter: Counter, key: str, total: float) -> None:
@@ -306,6 +335,26 @@ class Metrics:
         if growth > 0:
             counter.inc(growth)
             self._seen[key] = total
+
+
+class WorkerRestarts(Collector):
+    """Workers the supervisor started again after one died: a count it keeps
+    in the shared metrics directory (core/workers.RESTARTS_FILE), as it has
+    no listener of its own; 0 for a server without a supervisor."""
+
+    def __init__(self, directory: str | None) -> None:
+        self._path = None if not directory else Path(directory) / RESTARTS_FILE
+
+    def collect(self) -> Iterator[Metric]:
+        count = 0
+        if self._path is not None:
+            with suppress(OSError, ValueError):
+                count = int(self._path.read_text())
+        yield CounterMetricFamily(
+            "moscow_clock_worker_restarts",
+            "Workers started again after one died (WORKERS > 1)",
+            value=count,
+        )
 
 
 def _seconds(ms: float | None) -> float:

@@ -2,7 +2,8 @@
 
 Every client is late by as long as the process stops, so stalls are what
 limits one process, not the average cost of a tick. They feed /metrics (two
-histograms) and the admission gate (recent lag against a budget).
+histograms) and the admission gate (the process's own lag, sustained,
+against LOOP_LAG_BUDGET: `LoopLag.behind`).
 
 - `LoopLag`: a task that asks to wake every `period` and records how late it
   woke. It costs one timer per period (20 a second), nothing per client.
@@ -22,6 +23,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from ..core.capacity import SustainedLag
+
 log = logging.getLogger(__name__)
 
 # Samples kept for the metrics between two scrapes/updates, at most.
@@ -35,39 +38,20 @@ GC_WORTH_LOGGING_S = 0.05
 
 
 class _Samples:
-    """Recent samples for the metrics (taken once a second), and the worst of
-    the current and the previous whole second for the admission decision."""
+    """Recent samples for the metrics (taken once a second)."""
 
-    __slots__ = ("_prev_max", "_second", "_this_max", "samples")
+    __slots__ = ("samples",)
 
     def __init__(self) -> None:
         self.samples: list[float] = []
-        self._second = 0
-        self._this_max = 0.0
-        self._prev_max = 0.0
 
-    def add(self, value: float, now: float) -> None:
+    def add(self, value: float) -> None:
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append(value)
-        second = int(now)
-        if second != self._second:
-            self._prev_max = self._this_max if second == self._second + 1 else 0.0
-            self._this_max = 0.0
-            self._second = second
-        self._this_max = max(self._this_max, value)
 
     def take(self) -> list[float]:
         taken, self.samples = self.samples, []
         return taken
-
-    def recent_max(self, now: float) -> float:
-        """The worst sample in this second and the one before it."""
-        second = int(now)
-        if second == self._second:
-            return max(self._this_max, self._prev_max)
-        if second == self._second + 1:
-            return self._this_max
-        return 0.0
 
 
 class LoopLag:
@@ -75,18 +59,31 @@ class LoopLag:
 
     A stall is also told apart by cause: "own" if this thread was on the CPU
     for most of it (our work, a collection), "host" if not (the process was
-    not scheduled: a busy or throttled host)."""
+    not scheduled: a busy or throttled host). Only its own lag says the
+    process has more work than it can do, so only that feeds `behind`: a
+    host that steals the CPU would otherwise make every process on it
+    refuse the clients it could serve."""
 
-    def __init__(self, period: float = 0.05, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        period: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        budget_s: float = 0.0,
+    ) -> None:
         self.period = period
         self._clock = clock
         self._samples = _Samples()
         self.stalls: Counter[str] = Counter()  # lags over WORTH_LOGGING_S, by cause
+        self.sustained = SustainedLag(budget_s)
 
     def record(self, lag: float, cpu: float | None = None) -> None:
-        self._samples.add(lag, self._clock())
+        now = self._clock()
+        self._samples.add(lag)
+        own = cpu is None or cpu >= (lag + self.period) / 2
+        if own:
+            self.sustained.record(lag, now)
         if lag >= WORTH_LOGGING_S:
-            cause = "own" if cpu is None or cpu >= (lag + self.period) / 2 else "host"
+            cause = "own" if own else "host"
             self.stalls[cause] += 1
             log.warning(
                 "event loop stalled",
@@ -100,8 +97,10 @@ class LoopLag:
     def take_samples(self) -> list[float]:
         return self._samples.take()
 
-    def recent_max(self) -> float:
-        return self._samples.recent_max(self._clock())
+    def behind(self) -> bool:
+        """Whether the loop has fallen behind by its own work (with
+        hysteresis: core/capacity.SustainedLag); False with no budget."""
+        return self.sustained.behind(self._clock())
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

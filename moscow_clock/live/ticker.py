@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -39,10 +38,9 @@ FANOUT_CHUNK = 256
 # the pages' silence watchdogs dropped the admitted clients too
 # (docs/PERFORMANCE.md, Figures the code cites). Past
 # this budget sync replies wait for the rest of the fan-out (at most its CPU,
-# which FANOUT_BUDGET bounds), and only while the process is that busy.
+# ~20 us a client), and only while the process is that busy; if that keeps
+# the loop behind, the admission gate refuses newcomers (LOOP_LAG_BUDGET).
 YIELD_BUDGET_S = 0.05
-# Fan-outs remembered for the admission gate.
-RECENT_FANOUTS = 3
 # Handshakes per second a process can take without its clients' ticks
 # suffering (docs/PERFORMANCE.md, the reconnect storm): on shutdown, clients
 # are asked to spread their reconnects so they arrive at about this rate.
@@ -111,9 +109,6 @@ class Ticker:
         self.skipped = 0  # ticks a busy client never got (it gets the next one)
         self.hurried = 0  # fan-outs that stopped yielding (the loop was that busy)
         self._fanout_s: list[float] = []  # how long each fan-out took, until taken
-        # The latest fan-outs: (CPU seconds they took, clients they went to);
-        # the load the admission gate weighs a newcomer against.
-        self.recent_fanouts: deque[tuple[float, int]] = deque(maxlen=RECENT_FANOUTS)
 
     @property
     def clients(self) -> int:
@@ -140,9 +135,7 @@ class Ticker:
 
     async def publish(self, tick: Tick) -> None:
         started = time.monotonic()
-        cpu = 0.0  # this thread's CPU time in the fan-out itself, yields excluded
         waited = 0.0  # wall time spent in yields, others' work
-        chunk_started = time.thread_time()
         broadcast = Broadcast.of(tick)
         # A snapshot: clients may come and go while the fan-out yields.
         subscribers = list(self._subscribers)
@@ -152,18 +145,11 @@ class Ticker:
             else:
                 self.skipped += 1
             if done % FANOUT_CHUNK == 0 and waited < self.yield_budget:
-                cpu += time.thread_time() - chunk_started
                 paused = time.monotonic()
                 await asyncio.sleep(0)
                 waited += time.monotonic() - paused
-                chunk_started = time.thread_time()
-        cpu += time.thread_time() - chunk_started
         if waited >= self.yield_budget:
             self.hurried += 1
-        # The admission gate weighs the CPU the fan-out cost: unlike its wall
-        # time, that is neither stretched by whatever ran during its yields
-        # nor by other processes on a shared core.
-        self.recent_fanouts.append((cpu, len(subscribers)))
         if subscribers:
             self._fanout_s.append(time.monotonic() - started)
 

@@ -26,6 +26,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from ..core.asgi import ASGIApp
+from ..core.capacity import MOST_CONNECTIONS
 from ..core.config import Settings
 from ..core.request_head import MAX_HEAD_BYTES
 from . import hypercorn as layer
@@ -212,7 +213,12 @@ def fit_to_fd_limit(settings: Settings) -> Settings:
     websockets, pending = descriptor_budget(
         soft, overhead, settings.max_connections, settings.max_pending_connections
     )
-    if (websockets, pending) != (settings.max_connections, settings.max_pending_connections):
+    # Unset, MAX_CONNECTIONS is "no cap of its own": the limit deciding it is
+    # the default at work, not a setting it had to overrule.
+    overruled = pending != settings.max_pending_connections or (
+        websockets != settings.max_connections and settings.max_connections < MOST_CONNECTIONS
+    )
+    if overruled:
         log.warning(
             "the open-files limit %d cannot hold MAX_CONNECTIONS=%d and "
             "MAX_PENDING_CONNECTIONS=%d (+%d reserved); using %d and %d",
@@ -223,6 +229,7 @@ def fit_to_fd_limit(settings: Settings) -> Settings:
             websockets,
             pending,
         )
+    if (websockets, pending) != (settings.max_connections, settings.max_pending_connections):
         settings = dataclasses.replace(
             settings, max_connections=websockets, max_pending_connections=pending
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -27,8 +28,10 @@ from contextlib import suppress
 from pathlib import Path
 
 from hypercorn.config import Config
+from prometheus_client import multiprocess
 
 from ..core.config import Settings
+from ..core.workers import CRASH_LOOP_DEATHS, CRASH_LOOP_WINDOW_S, RESTARTS_FILE, Restarts
 
 log = logging.getLogger("moscow_clock.server")
 
@@ -75,9 +78,10 @@ def supervise(settings: Settings, config: Config) -> int:
     Each worker is a plain single-process server on the inherited socket
     (`LISTEN_FD`, and `METRICS_FD` for a metrics listener), with its own
     ticker and its own graceful drain; the supervisor forwards the stop
-    signals and exits 0 once they all have. If a worker dies, the others
-    are stopped and the supervisor exits 1, for the orchestrator to restart
-    the whole service.
+    signals and exits 0 once they all have. A worker that dies is started
+    again after a back-off (core/workers.py), the others and their clients
+    untouched; a crash loop stops them all and the supervisor exits 1, for
+    the orchestrator to restart the whole service.
     """
     sockets = config.create_sockets().insecure_sockets
     remove_stale_metrics_dirs()
@@ -86,27 +90,44 @@ def supervise(settings: Settings, config: Config) -> int:
     env = {
         **os.environ,
         "LISTEN_FD": str(sockets[0].fileno()),
-        "WORKERS": "1",
+        # The count, so that each worker knows its share of the memory; with
+        # LISTEN_FD set a worker serves, it does not supervise.
+        "WORKERS": str(settings.workers),
         "SUPERVISOR_FD": str(lifeline),
     }
     if len(sockets) > 1:
         env["METRICS_FD"] = str(sockets[1].fileno())
     if metrics_dir is not None:
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    workers: dict[int, subprocess.Popen[bytes]] = {}
+    workers: dict[int, tuple[subprocess.Popen[bytes], float]] = {}  # pid -> (process, started)
     stopping = False
+    # Woken by any signal with a handler here (SIGCHLD included), so that
+    # waiting out a back-off still notices a stop or a death at once.
+    wake, wake_up = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def stop(_signum: int = signal.SIGTERM, _frame: object = None) -> None:
         nonlocal stopping
         stopping = True
-        for process in workers.values():
+        for process, _ in workers.values():
             with suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
 
     def ignore(signum: int, _frame: object) -> None:
         log.info("%s ignored (logs go to stdout: nothing to reopen)", signal.Signals(signum).name)
 
+    def start_worker() -> int:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and entry module)
+            [sys.executable, "-m", _entry_module()],
+            env=env,
+            pass_fds=(*(sock.fileno() for sock in sockets), lifeline),
+        )
+        workers[process.pid] = (process, time.monotonic())
+        return process.pid
+
     exit_code = 0
+    restarts = Restarts()
+    due: list[float] = []  # when each replacement is to start (monotonic)
+    previous_wakeup: int | None = None  # set once the wake-up fd is ours
     try:
         # Handlers first, so a signal during start-up is not lost; exec
         # resets them to the default in the workers, which install their own.
@@ -114,40 +135,116 @@ def supervise(settings: Settings, config: Config) -> int:
             signal.signal(signum, stop)
         for signum in IGNORED_SIGNALS:
             signal.signal(signum, ignore)
+        signal.signal(signal.SIGCHLD, _wake_only)
+        previous_wakeup = signal.set_wakeup_fd(wake_up)
         for _ in range(settings.workers):
-            process = subprocess.Popen(  # noqa: S603 (our own interpreter and entry module)
-                [sys.executable, "-m", _entry_module()],
-                env=env,
-                pass_fds=(*(sock.fileno() for sock in sockets), lifeline),
-            )
-            workers[process.pid] = process
+            start_worker()
             if stopping:
                 stop()
-        os.close(lifeline)
-        lifeline = -1
         log.info("supervising %d workers on %s", len(workers), settings.bind)
 
-        while workers:
-            pid, status = os.waitpid(-1, 0)
-            if workers.pop(pid, None) is None:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if code != 0 and not stopping:
-                log.error("worker %d exited with %d; stopping the others", pid, code)
-                exit_code = 1
-                stop()
+        while workers or (due and not stopping):
+            for pid, code in _reaped():
+                entry = workers.pop(pid, None)
+                if entry is None:
+                    continue
+                process, started = entry
+                process.returncode = code  # reaped here, not by Popen
+                if metrics_dir is not None:
+                    _forget(pid, metrics_dir)
+                if stopping:
+                    continue
+                now = time.monotonic()
+                backoff = restarts.died(now, now - started)
+                if backoff is None:
+                    log.error(
+                        "worker %d exited with %d, the %dth death within %.0f s: a crash "
+                        "loop; stopping the others and exiting",
+                        pid,
+                        code,
+                        CRASH_LOOP_DEATHS,
+                        CRASH_LOOP_WINDOW_S,
+                    )
+                    exit_code = 1
+                    stop()
+                    continue
+                log.error(
+                    "worker %d exited with %d after %.1f s; starting another in %.1f s",
+                    pid,
+                    code,
+                    now - started,
+                    backoff,
+                )
+                due.append(now + backoff)
+            if stopping:
+                due.clear()
+            now = time.monotonic()
+            while due and min(due) <= now:
+                due.remove(min(due))
+                pid = start_worker()
+                restarts.count += 1
+                if metrics_dir is not None:
+                    _write_restarts(metrics_dir, restarts.count)
+                log.info("started worker %d in place of one that died", pid)
+            if not workers and not due:
+                break
+            select.select([wake], [], [], max(0.0, min(due) - now) if due else None)
+            with suppress(BlockingIOError):
+                while os.read(wake, 512):
+                    pass
     finally:
         # Normally nothing is left; after an exception, closing the lifeline
         # tells the workers too, and they are given their drain to go.
-        if lifeline >= 0:
-            os.close(lifeline)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if previous_wakeup is not None:
+            signal.set_wakeup_fd(previous_wakeup)
+        os.close(lifeline)
         os.close(keep_alive)
-        _reap(workers, settings.graceful_timeout + _WORKER_EXIT_EXTRA_S)
+        _reap(
+            {pid: process for pid, (process, _) in workers.items()},
+            settings.graceful_timeout + _WORKER_EXIT_EXTRA_S,
+        )
+        os.close(wake)
+        os.close(wake_up)
         for sock in sockets:
             sock.close()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return exit_code
+
+
+def _wake_only(_signum: int, _frame: object) -> None:
+    """A child ended: the wake-up fd has the news (the loop reaps it)."""
+
+
+def _reaped() -> list[tuple[int, int]]:
+    """(pid, exit code: negative for a signal) of every child that ended."""
+    ended = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        ended.append((pid, os.waitstatus_to_exitcode(status)))
+    return ended
+
+
+def _forget(pid: int, metrics_dir: str) -> None:
+    """A dead worker's live gauges leave the shared metrics (its counters
+    stay: what it counted happened); it could not do this itself if killed."""
+    with suppress(OSError):
+        multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
+
+
+def _write_restarts(metrics_dir: str, count: int) -> None:
+    """The restart count, where every worker's /metrics reads it."""
+    path = Path(metrics_dir) / RESTARTS_FILE
+    temporary = path.with_name(f".{RESTARTS_FILE}.tmp")
+    with suppress(OSError):
+        temporary.write_text(f"{count}\n")
+        os.replace(temporary, path)
 
 
 def _reap(workers: dict[int, subprocess.Popen[bytes]], timeout_s: float) -> None:
@@ -211,6 +308,8 @@ def leave_metrics_dir(path: str | None) -> None:
             if entry.name.endswith(suffix):
                 entry.unlink(missing_ok=True)
     with suppress(OSError):
+        if not any(entry.name.endswith(".db") for entry in Path(path).iterdir()):
+            (Path(path) / RESTARTS_FILE).unlink(missing_ok=True)
         os.rmdir(path)
 
 

@@ -15,6 +15,7 @@ from quart import Quart, request
 from quart.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import MisdirectedRequest, NotFound, RequestHeaderFieldsTooLarge
 
+from ..core.capacity import BASE_BYTES, PER_CONNECTION_BYTES, connections_for_memory
 from ..core.clock import Clock, wall_clock_ms
 from ..core.config import Settings
 from ..core.origin import host_allowed
@@ -24,9 +25,10 @@ from ..core.security_headers import (
     SECURITY_HEADERS,
     content_security_policy,
 )
-from ..live.admission import Budget, Gate, Load
+from ..live.admission import Gate, Load
 from ..live.clockmonitor import ClockMonitor, ClockSource
 from ..live.kernelclock import kernel_clock_state
+from ..live.memory import Cgroup, MemoryUse, memory_limit
 from ..live.metrics import Metrics
 from ..live.stalls import GcPauses, LoopLag
 from ..live.stats import Stats
@@ -42,6 +44,7 @@ from .views import blueprint
 __all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "create_app"]
 
 log = logging.getLogger("moscow_clock.clock")
+capacity_log = logging.getLogger("moscow_clock.admission")
 
 # Paths the orchestrator's probes reach by the pod's address, not a public name.
 PROBES = frozenset(("/healthz", "/readyz"))
@@ -88,11 +91,14 @@ def create_app(
     app.config["EMBED_CONTENT_SECURITY_POLICY"] = content_security_policy(settings.embed_origins)
     l10n.install(app)
     ticker = Ticker(clock)
-    loop_lag = LoopLag()
-    budget = Budget(fanout_s=settings.fanout_budget, loop_lag_s=settings.loop_lag_budget)
-    load = Load(budget, fanout=lambda: ticker.recent_fanouts, loop_lag=loop_lag.recent_max)
+    loop_lag = LoopLag(budget_s=settings.loop_lag_budget)
+    cgroup = Cgroup()
+    load = Load(loop_lag.behind, MemoryUse(cgroup).share)
     gate = Gate(
-        settings.max_connections, settings.allowed_origins, settings.public_origins, load=load
+        connection_cap(settings, cgroup),
+        settings.allowed_origins,
+        settings.public_origins,
+        load=load,
     )
     runtime = Runtime(
         settings=settings,
@@ -126,6 +132,34 @@ def create_app(
     app.before_request(_screen_request)
     register_error_pages(app)
     return app
+
+
+def connection_cap(settings: Settings, cgroup: Cgroup) -> int:
+    """MAX_CONNECTIONS (as the open-files limit left it: server/serve.py),
+    lowered to what the memory the process may use holds; logged with the
+    figures it came from. Workers of one supervisor share its memory."""
+    limit = memory_limit(cgroup)
+    if limit is None:
+        capacity_log.info(
+            "websockets per process: %d (memory limit unknown)", settings.max_connections
+        )
+        return settings.max_connections
+    processes = settings.workers if settings.supervisor_fd is not None else 1
+    by_memory = connections_for_memory(limit.bytes, processes)
+    cap = min(settings.max_connections, by_memory)
+    capacity_log.info(
+        "websockets per process: %d, the least of MAX_CONNECTIONS or the descriptors' %d "
+        "and the memory's %d ((%d MiB from %s / %d processes - %d MiB) / %d KiB a connection)",
+        cap,
+        settings.max_connections,
+        by_memory,
+        limit.bytes >> 20,
+        limit.source,
+        processes,
+        BASE_BYTES >> 20,
+        PER_CONNECTION_BYTES >> 10,
+    )
+    return cap
 
 
 async def _run_ticker() -> AsyncGenerator[None]:
