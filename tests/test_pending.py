@@ -15,7 +15,7 @@ from moscow_clock.core.peers import TrustedProxies, group_of
 from moscow_clock.server import serve
 from moscow_clock.server.hypercorn import guard
 from moscow_clock.server.hypercorn.listen import AcceptErrors, Gate, long_queue, out_of_resources
-from moscow_clock.server.hypercorn.pending import PROBATION_S, STALL_S, Connections
+from moscow_clock.server.hypercorn.pending import PART, PROBATION_S, STALL_S, WHOLE, Connections
 
 from .support.timing import until
 
@@ -120,15 +120,17 @@ def test_an_address_at_its_cap_closes_its_own_stalled_one_or_the_newcomer_is_on_
         assert connections.arrive(m, "10.0.0.9", 0.0)
         connections.reading(m, 0.0)
     late, slow = member(), member()
-    assert not connections.arrive(late, "10.0.0.9", 0.5)  # none stalled yet: on probation
-    assert not connections.arrive(slow, "10.0.0.9", 0.5)
-    assert connections.arrive(member(), "10.0.0.9", 0.5, lambda: True)  # a whole head: kept
+    assert connections.arrive(late, "10.0.0.9", 0.5)  # none stalled yet: on probation
+    assert connections.arrive(slow, "10.0.0.9", 0.5)
+    assert connections.arrive(member(), "10.0.0.9", 0.5, lambda: WHOLE)  # answered as usual
+    assert not connections.arrive(member(), "10.0.0.9", 0.5, lambda: PART)  # a slowloris
+
     connections.received(late, 0.6)
     connections.head_done(late)  # its head came in time: answered as usual
     connections.sweep(0.5 + PROBATION_S)
     slow.abort.assert_called_once()
     late.abort.assert_not_called()
-    assert connections.refused == 1
+    assert connections.refused == 2
     assert connections.arrive(member(), "10.0.0.9", 0.5 + STALL_S + 0.1)
     first.abort.assert_called_once()  # its own stalled one made room
     assert connections.arrive(member(), None, 0.0)  # exempt (a trusted proxy)
@@ -146,7 +148,7 @@ def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
     connections.idle(idle, 0.0)
     connections.arrive(first, "10.0.0.2", 0.0)
     extra = member()
-    assert not connections.arrive(extra, "10.0.0.2", 0.1)  # the cap reached: it goes first
+    connections.arrive(extra, "10.0.0.2", 0.1)  # on probation; the cap reached: it goes first
     extra.abort.assert_called_once()
     assert not listener.paused
     idle.abort.assert_not_called()

@@ -21,10 +21,11 @@ out for longer than the queue ahead of it takes to cycle.
 Per address (`per_address`, the IPv4 address or IPv6 /64; trusted proxies
 are exempt, their peers are many): at most that many connections that have
 not finished a request. A newcomer past it closes one of its own address's
-stalled ones; with none stalled, unless its whole head is already there
-(tcp.py looks; a reconnect wave's handshakes are), it is on probation: it
-has `PROBATION_S` to finish its head, and it is the first to go when room
-is needed.
+stalled ones; with none stalled, tcp.py looks at what it has sent: a whole
+head (a reconnect wave's handshake, a probe) is answered as usual, a part
+of one is closed at once (before Hypercorn sets anything up for it), and
+nothing yet puts it on probation: it has `PROBATION_S` to send its head,
+and it is the first to go when room is needed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ STALL_S = 1.0
 # has this long to finish it (a client's head follows its connect at once;
 # a library client busy with hundreds of connects may take milliseconds).
 PROBATION_S = 1.0
+
+# What a newcomer has sent when it is accepted (`arrive`'s `head`).
+NOTHING = 0
+PART = 1
+WHOLE = 2
 
 # What a pending connection is doing.
 FRESH = 0  # accepted, no byte yet
@@ -123,19 +129,24 @@ class Connections:
         member: Member,
         group: str | None,
         now: float,
-        head_waiting: Callable[[], bool] = lambda: False,
+        head: Callable[[], int] = lambda: NOTHING,
     ) -> bool:
         """`member` is new (`group`: its address's, None if exempt). If its
         address holds `per_address` already, it closes one of them that
-        stalled; with none, unless `head_waiting()` (its whole head is
-        already there), the newcomer is on probation: closed if its head is
-        not whole within `PROBATION_S`, and the first to go when room is
-        needed. True unless on probation."""
+        stalled; with none, `head()` says what it has sent so far: a WHOLE
+        head is answered as usual, a PART of one (a slowloris: a client's
+        head comes whole) is refused (False: the caller closes it), and
+        NOTHING yet puts it on probation: closed if its head is not whole
+        within `PROBATION_S`, and the first to go when room is needed."""
         entry = Entry(group, now)
         if group is not None:
             own = self._groups.setdefault(group, {})
             if len(own) >= self.per_address and not self._evict_stalled_of(own, now):
-                entry.probation = not head_waiting()
+                sent = head()
+                if sent == PART:
+                    self.refused += 1
+                    return False
+                entry.probation = sent == NOTHING
             own[member] = None
         self._entries[member] = entry
         if self.full():
@@ -144,7 +155,7 @@ class Connections:
                 # No pausing on this event loop (listen.py): the newcomer goes.
                 self.evicted += 1
                 self._close(member)
-        return not entry.probation
+        return True
 
     def reading(self, member: Member, now: float) -> None:
         """Its first read is waiting: from now on it may be found stalled."""

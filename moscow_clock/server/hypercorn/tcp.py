@@ -28,7 +28,7 @@ from ...core.request_head import MAX_HEAD_BYTES
 from ...core.security_headers import merged
 from . import guard
 from .options import ServerConfig, options_of
-from .pending import Connections
+from .pending import NOTHING, PART, WHOLE, Connections
 from .shed import RefuseUpgrade, probe_path, refusal, upgrade_path
 
 log = logging.getLogger("moscow_clock.server")
@@ -67,8 +67,8 @@ class TCPServer(tcp_server.TCPServer):
     4. **Connections without a websocket are capped** (`pending.py`), in
        all and per address: at the cap the listener pauses (listen.py) and
        idle or stalled connections make room; a newcomer from an address at
-       its cap without its whole head already sent is on probation
-       (`_arrive`); a closing websocket is not counted. (No upstream setting.)
+       its cap is judged by what it has sent (`_arrive`); a closing
+       websocket is not counted. (No upstream setting.)
     5. **A finished connection is no cycle** (`run`): the protocol is dropped,
        so the whole connection is freed by reference counting, which the
        garbage-collection policy relies on (`collector.py`). (No upstream
@@ -122,8 +122,10 @@ class TCPServer(tcp_server.TCPServer):
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         current.set(self)
-        if self.connections is not None:
-            self._arrive(self.connections, sock)
+        if self.connections is not None and not self._arrive(self.connections, sock):
+            self.counted = False
+            self.writer.close()  # the kernel resets it: a part of a head is unread
+            return
         try:
             await super().run()
         finally:
@@ -263,9 +265,9 @@ class TCPServer(tcp_server.TCPServer):
 
     # --- the pending cap (pending.py) ------------------------------------
 
-    def _arrive(self, connections: Connections, sock: Any) -> None:
-        """Counted in the cap (on probation if its address is at its cap and
-        its head is not all there yet)."""
+    def _arrive(self, connections: Connections, sock: Any) -> bool:
+        """Counted in the cap; False: refused (its address at its cap, a
+        part of a head sent; pending.py)."""
         gate = getattr(self.config, "gate", None)
         if gate is not None and sock is not None:
             gate.started(sock.fileno())
@@ -274,8 +276,9 @@ class TCPServer(tcp_server.TCPServer):
         exempt = self.options.trusted_proxies.trusts(host)
         self.counted = True
         group = None if exempt else group_of(host)
-        connections.arrive(self, group, self.loop.time(), lambda: _whole_head_waiting(sock))
+        admitted = connections.arrive(self, group, self.loop.time(), lambda: _head_waiting(sock))
         _keep_sweeping(connections, self.loop)
+        return admitted
 
     def _leave(self) -> None:
         if self.counted and self.connections is not None:
@@ -293,22 +296,24 @@ class TCPServer(tcp_server.TCPServer):
         self._leave()
 
 
-def _whole_head_waiting(sock: Any) -> bool:
-    """A whole request head is in the kernel's receive queue (a peek: the
-    bytes stay for Hypercorn to read)."""
+def _head_waiting(sock: Any) -> int:
+    """What of a request head is in the kernel's receive queue (a peek: the
+    bytes stay for Hypercorn to read): pending.WHOLE, PART or NOTHING."""
     if sock is None:
-        return False
+        return NOTHING
     try:
         peek = socket.socket(fileno=sock.fileno())
     except OSError:
-        return False
+        return NOTHING
     try:
         data = peek.recv(MAX_HEAD_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:
-        return False
+        data = b""
     finally:
         peek.detach()  # the descriptor stays the transport's
-    return b"\r\n\r\n" in data
+    if b"\r\n\r\n" in data:
+        return WHOLE
+    return PART if data else NOTHING
 
 
 def _keep_sweeping(connections: Connections, loop: asyncio.AbstractEventLoop) -> None:
