@@ -88,8 +88,9 @@ class Settings:
     # clients together before it sheds the heaviest senders (those over
     # their fair share, never one sending no more than a page does); 0 turns
     # it off. 2000: 10,000 pages send ~1,350 a second (five syncs a minute,
-    # a pong per WS_PING_INTERVAL), and 2,000 answered cost a sixth of a core
-    # (docs/PERFORMANCE.md), leaving the rest to the ticks.
+    # a pong per WS_PING_INTERVAL), and 2,000 answered take a small part of
+    # a core (docs/PERFORMANCE.md, Figures the code cites), leaving the rest
+    # to the ticks.
     inbound_rate: float = 2000.0
     # Connections that do not (yet) carry a websocket: requests, keep-alive,
     # handshakes, closing websockets. Past it the oldest one is closed for

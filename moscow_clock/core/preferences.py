@@ -49,9 +49,10 @@ def parse_accept_language(header: str | None) -> LanguageAccept:
 def prefers_json(accept: str | None) -> bool:
     """Whether an `Accept` header ranks JSON above HTML (its first
     MAX_HEADER_CHARS: `bounded`); between equals, HTML."""
-    best = parse_accept_header(bounded(accept), MIMEAccept).best_match(
-        ["text/html", "application/json"]
-    )
+    read = bounded(accept)
+    if "json" not in read.lower():
+        return False  # (a browser's Accept: nothing to parse)
+    best = parse_accept_header(read, MIMEAccept).best_match(["text/html", "application/json"])
     return best == "application/json"
 
 
