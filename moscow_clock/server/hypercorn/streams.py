@@ -143,6 +143,8 @@ class WSStream(ws_stream.WSStream):
         if self.closed:
             self._cancel_timers()
             _end_parser_cycle(getattr(self, "connection", None))  # (none: never upgraded)
+            if self._pause is not None:
+                self._pause.wake()  # (the read loop that waits there can end)
 
     async def _handle_events(self) -> None:
         """Replaces Hypercorn's (which counts nothing below a whole message,
