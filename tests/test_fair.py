@@ -65,7 +65,7 @@ class Page:
 
     def __init__(self) -> None:
         self.round_trips: list[float] = []  # seconds
-        self.ticks = 0
+        self.lateness: list[float] = []  # of each tick, ms
         self.closed: int | None = None
         self._sent: dict[float, float] = {}
 
@@ -89,7 +89,7 @@ class Page:
             async for raw in ws:
                 message = json.loads(raw)
                 if message["type"] == "tick":
-                    self.ticks += 1
+                    self.lateness.append(time.time() * 1000 - int(message["epoch_ms"]))
                 elif message["type"] == "sync" and message["t0"] in self._sent:
                     self.round_trips.append(time.monotonic() - self._sent.pop(message["t0"]))
 
@@ -114,27 +114,34 @@ async def page(server: ServerProcess) -> AsyncIterator[Page]:
 async def test_an_under_budget_sync_flood_leaves_a_bystander_its_syncs_and_ticks(
     start_server: Start,
 ) -> None:
-    """A thousand connections each send 9 syncs a second, under their own
-    limit (WS_MESSAGE_RATE 10): 9,000 a second in all, more than the
-    process can answer beside its ticks. With default settings the
-    process's inbound budget sheds them, so a page's syncs are still
-    answered within a second (the page gives up on a sync after 3 s, on the
-    connection after 4.5 s of silence) and its ticks keep coming."""
-    server = start_server(ACCESS_LOG="false", WS_PING_INTERVAL="600")
+    """Two thousand connections each send 9 syncs a second, each in 3
+    frames: under every per-connection limit (WS_MESSAGE_RATE 10,
+    WS_FRAME_RATE 30), and 18,000 a second in all, more than one process
+    can answer beside its ticks. The process's inbound budget (default)
+    sheds them, so a page's syncs are still answered within a second (the
+    page gives up on a sync after 3 s, on the connection after 4.5 s of
+    silence) and its ticks keep coming, on time.
+
+    (The per-connection limits are lifted, the flood staying under their
+    defaults: a process that falls behind reads each flooder's backlog in
+    bursts, which tripped them on main now and then, closing the flood
+    early and leaving the outcome to chance.)"""
+    server = start_server(ACCESS_LOG="false", WS_PING_INTERVAL="600", WS_MESSAGE_RATE="1000")
     async with (
         flood(server, connections=2000, rate=9, seconds=30, fragments=3) as summary,
         page(server) as bystander,
     ):
         # The first few round trips: the flood settles (the budget sees it).
         await until(lambda: len(bystander.round_trips) >= 5, 30, "the first syncs")
-        ticks, trips = bystander.ticks, len(bystander.round_trips)
+        ticks, trips = len(bystander.lateness), len(bystander.round_trips)
         await until(lambda: len(bystander.round_trips) >= trips + 15, 40, "15 syncs")
         measured = bystander.round_trips[trips:]
-        ticks = bystander.ticks - ticks
+        lateness = bystander.lateness[ticks:]
     assert summary["sent"] > 2000 * 9 * 2, summary  # the flood did run
     assert bystander.closed is None
     assert statistics.median(measured) < scaled(1.0), measured
-    assert ticks >= 10, (ticks, measured)  # of ~15 (the page's watchdog wants one in 4.5 s)
+    assert len(lateness) >= 10, (lateness, measured)  # of ~15
+    assert statistics.median(lateness) < scaled(250), (lateness, measured)
     assert "Traceback" not in server.log()
 
 
