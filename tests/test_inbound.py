@@ -4,8 +4,16 @@ core/preferences.py `bounded`): who is shed, who never is, and when."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+from hypercorn.protocol.events import Data
+
 from moscow_clock.core.budget import (
     CLOSE,
+    OVER_SHARE,
     PAGE_MESSAGES,
     PASS,
     SHED,
@@ -17,6 +25,11 @@ from moscow_clock.core.budget import (
 )
 from moscow_clock.core.preferences import MAX_HEADER_CHARS, bounded, prefers_json
 from moscow_clock.core.request_head import MAX_HEAD_BYTES, head_bytes
+from moscow_clock.server.hypercorn.inbound import inbound_of
+
+from .support.rawws import client_frame, raw_frame
+from .support.timing import until
+from .test_hypercorn_layer import accepted_stream, settle, written
 
 
 def _sender() -> Budget:
@@ -129,3 +142,64 @@ def test_bounded_keeps_whole_elements_within_the_limit() -> None:
     assert not prefers_json(long)  # the JSON preference past 2 KB is not read
     assert prefers_json("application/json, " + "x/y;q=0.1, " * 1000)
     assert bounded("a" * 5000) == ""  # one giant element: nothing of it
+
+
+# --- in the server layer (WSStream, with the doubles of test_hypercorn_layer) ---
+
+
+async def _over_budget_stream() -> tuple[Any, Any, list[Any]]:
+    """A stream whose process is over its inbound budget (1 a second), by
+    others' doing."""
+    stream, send, told = await accepted_stream(
+        limits=dataclasses.replace(Limits.default(), inbound_per_s=1.0)
+    )
+    inbound = inbound_of(stream.config)
+    assert inbound is not None
+    now = time.monotonic()
+    for other in [_sender() for _ in range(3)]:
+        for _ in range(5):
+            inbound.admit(other, now)
+    return stream, send, told
+
+
+SYNC = client_frame(0x1, b'{"type": "sync", "t0": 1}')
+
+
+async def test_over_its_share_a_stream_answers_a_pages_worth_then_pauses() -> None:
+    stream, send, told = await _over_budget_stream()
+    handling = asyncio.create_task(stream.handle(Data(stream_id=1, data=SYNC * 14)))
+    await until(lambda: stream._pause is not None, 2, "the pause")
+    await until(lambda: len(told) == PAGE_MESSAGES, 2, "a page's worth handed to the app")
+    assert not handling.done()  # the read loop waits: nothing more is read meanwhile
+    inbound = inbound_of(stream.config)
+    assert inbound is not None
+    assert (inbound.shed, inbound.paused) == (2, 1)
+    stream._pause.wake()
+    await handling
+    assert stream._pause is None
+    assert len(told) == PAGE_MESSAGES  # the two shed were dropped, not kept
+    assert not any(data[0] == 0x88 for data in written(send))  # not closed
+
+
+async def test_going_on_past_its_share_a_stream_is_closed_1008() -> None:
+    stream, send, told = await _over_budget_stream()
+    await stream.handle(Data(stream_id=1, data=SYNC * (PAGE_MESSAGES + STRIKES)))
+    await settle()
+    assert told[-1] == {"type": "websocket.disconnect", "code": 1008}
+    close = written(send)[-1]
+    assert close[0] == 0x88
+    assert OVER_SHARE.encode() in close
+    inbound = inbound_of(stream.config)
+    assert inbound is not None
+    assert inbound.closed == 1
+
+
+async def test_a_shed_ping_goes_unanswered() -> None:
+    stream, send, _ = await _over_budget_stream()
+    handling = asyncio.create_task(
+        stream.handle(Data(stream_id=1, data=SYNC * PAGE_MESSAGES + raw_frame(0x89, b"p")))
+    )
+    await until(lambda: stream._pause is not None, 2, "the pause")
+    stream._pause.wake()
+    await handling
+    assert not any(data[0] == 0x8A for data in written(send))
