@@ -97,8 +97,8 @@ class WSStream(ws_stream.WSStream):
        (`_handle_events`, `_shed`; core/budget.py, `Inbound`): past
        INBOUND_RATE for the whole process, a connection sending more than
        its fair share has its messages dropped (pings unanswered) and is
-       not read for 2-4 s (`inbound.Pause`); shed `STRIKES` times, it is
-       closed with 1008.
+       not read for 2-4 s (`inbound.Pause`); with `STRIKES` messages shed,
+       it is closed with 1008.
        Senders at a page's rate pass however busy the process is. (An
        extension of this service; keep.)
     """
@@ -228,6 +228,8 @@ class WSStream(ws_stream.WSStream):
     async def _shed(self, inbound: Inbound | None) -> None:
         """Over its share: read nothing from this client for a while (the
         read loop waits here; the kernel holds what it sends)."""
+        if self.close_sent or self.closed:
+            return  # closing: its close frame is to be read
         if inbound is not None:
             inbound.paused += 1
         self._pause = Pause()
