@@ -7,6 +7,11 @@ of a message too large to keep. Here every frame the server parses is charged
 (data, continuation and control frames; their payload bytes too), a
 fragmented message must end within a number of frames and seconds, and pings
 are answered at a bounded rate. Pure: the server layer asks, with `now`.
+
+Each connection's budget is its own; `Inbound` is the one the whole process
+shares (INBOUND_RATE): fair shares of what the process answers, so that many
+connections each under their own budget cannot together take the loop that
+every client's ticks need.
 """
 
 from __future__ import annotations
@@ -26,11 +31,19 @@ class Limits:
     fragments: int  # frames one message may span
     message_s: float  # seconds from a message's first frame to its last
     pongs_per_s: float  # pings answered per second; the rest go unanswered
+    # Messages and control frames per second the whole process answers
+    # before it sheds the heaviest senders (`Inbound`); 0: no such budget.
+    inbound_per_s: float = 0.0
 
     @classmethod
     def default(cls) -> Limits:
         return cls(
-            frames_per_s=30.0, bytes_per_s=16384.0, fragments=32, message_s=5.0, pongs_per_s=2.0
+            frames_per_s=30.0,
+            bytes_per_s=16384.0,
+            fragments=32,
+            message_s=5.0,
+            pongs_per_s=2.0,
+            inbound_per_s=2000.0,
         )
 
 
@@ -52,6 +65,12 @@ class Budget:
     _pongs: TokenBucket = field(init=False)
     _fragments: int = field(init=False, default=0)
     _message_started: float | None = field(init=False, default=None)
+    # Its place in the process's `Inbound` budget: what it sent in the
+    # window numbered `window` and in the one before, what was shed.
+    window: int = field(init=False, default=-1)
+    count: int = field(init=False, default=0)
+    previous: int = field(init=False, default=0)
+    drops: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         limits = self.limits
@@ -97,3 +116,111 @@ class Budget:
 
 def _bucket(rate: float, now: float) -> TokenBucket:
     return TokenBucket(rate=rate, burst=max(1.0, rate * BURST_S), now=now)
+
+
+# --- the process's inbound budget --------------------------------------------
+
+# Rates are measured over sliding windows this long: long enough that a
+# page's resync (five syncs in a row, a pong besides) reads as the burst it
+# is, short enough that a flood is noticed within a second or two.
+WINDOW_S = 4.0
+# Messages per window any connection may send without ever being shed: two
+# resyncs and a pong, more than a page sends (static/js/main.js: five syncs
+# a minute, a pong per WS_PING_INTERVAL). However busy the process, such a
+# sender is answered; the budget is taken from the heavier ones.
+PAGE_MESSAGES = 12
+# Messages shed from one connection before it is closed (1008, `OVER_SHARE`).
+STRIKES = 20
+# Seconds a shed connection is not read (its client's bytes wait in the
+# kernel, then in its own buffers), drawn between these (jitter: the shed
+# do not all come back in the same instant).
+PAUSE_S = (2.0, 4.0)
+
+OVER_SHARE = "server busy: too many messages"
+
+# The websocket scope extension under which the server hands the app the
+# process's `Inbound` (its counts are the app's metrics).
+INBOUND = "moscow_clock.inbound"
+
+# What `Inbound.admit` says.
+PASS, SHED, CLOSE = 0, 1, 2
+
+
+class Inbound:
+    """The process's inbound budget: messages and control frames per second
+    (`rate`) that every connection shares. Under it, everything passes. Over
+    it (the process answered more than `rate` a second over the last window),
+    a sender is shed only if it sends more than its fair share (`rate` over
+    the senders active in the window) and more than a page ever sends
+    (`PAGE_MESSAGES`): the heaviest go first, ordinary pages never. Counts
+    are per fixed window, read as a sliding one (the last window weighed by
+    how much of it is still inside the last `WINDOW_S` seconds): O(1) per
+    message, nothing walks the connections."""
+
+    __slots__ = (
+        "_active",
+        "_passed",
+        "_previous_active",
+        "_previous_passed",
+        "_start",
+        "_window",
+        "closed",
+        "paused",
+        "rate",
+        "shed",
+    )
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self._window = 0
+        self._start = now
+        self._passed = 0  # answered in this window
+        self._previous_passed = 0
+        self._active = 0  # senders in this window
+        self._previous_active = 0
+        self.shed = 0  # messages shed, since start
+        self.paused = 0  # connections paused (the server layer counts them here)
+        self.closed = 0  # connections closed for going on past their share
+
+    def admit(self, sender: Budget, now: float) -> int:
+        """One message or control frame from `sender`: PASS (answer it),
+        SHED (drop it and stop reading from the sender for a while), or CLOSE
+        (shed once too often: close with 1008, `OVER_SHARE`)."""
+        if now - self._start >= WINDOW_S:
+            self._roll(now)
+        window = self._window
+        if sender.window != window:
+            sender.previous = sender.count if sender.window == window - 1 else 0
+            sender.count = 0
+            sender.window = window
+            self._active += 1
+        sender.count += 1
+        weight = 1.0 - (now - self._start) / WINDOW_S  # of the previous window
+        if self._passed + self._previous_passed * weight < self.rate * WINDOW_S:
+            self._passed += 1
+            return PASS
+        sent = sender.count + sender.previous * weight
+        share = self.rate * WINDOW_S / max(self._active, self._previous_active)
+        if sent <= PAGE_MESSAGES or sent <= share:
+            self._passed += 1
+            return PASS
+        self.shed += 1
+        sender.drops += 1
+        return CLOSE if sender.drops >= STRIKES else SHED
+
+    def drop(self, sender: Budget) -> int:
+        """A message that arrived with one already shed (read in the same
+        go): dropped too. SHED, or CLOSE once `STRIKES` are reached."""
+        self.shed += 1
+        sender.drops += 1
+        return CLOSE if sender.drops >= STRIKES else SHED
+
+    def _roll(self, now: float) -> None:
+        windows = int((now - self._start) // WINDOW_S)
+        if windows == 1:
+            self._previous_passed, self._previous_active = self._passed, self._active
+        else:  # the last window went by with nothing at all
+            self._previous_passed = self._previous_active = 0
+        self._passed = self._active = 0
+        self._window += windows
+        self._start += windows * WINDOW_S

@@ -87,6 +87,15 @@ class Settings:
     ws_max_fragments: int = 32
     ws_message_timeout: float = 5.0
     ws_pong_rate: float = 2.0
+    # The budget the whole process shares (core/budget.py, `Inbound`):
+    # messages and control frames per second it answers from all websocket
+    # clients together before it sheds the heaviest senders (those over
+    # their fair share, never one sending no more than a page does); 0 turns
+    # it off. 2000: 10,000 pages send ~1,350 a second (five syncs a minute,
+    # a pong per WS_PING_INTERVAL), and 2,000 answered take a small part of
+    # a core (docs/PERFORMANCE.md, Figures the code cites), leaving the rest
+    # to the ticks.
+    inbound_rate: float = 2000.0
     # Connections that do not (yet) carry a websocket: requests, keep-alive,
     # handshakes, closing websockets. Past it the oldest one is closed for
     # the newcomer, so idle sockets cannot use up the descriptors.
@@ -157,6 +166,7 @@ class Settings:
             fragments=self.ws_max_fragments,
             message_s=self.ws_message_timeout,
             pongs_per_s=self.ws_pong_rate,
+            inbound_per_s=self.inbound_rate,
         )
 
     @classmethod
@@ -204,6 +214,7 @@ class Settings:
                 env, "WS_MESSAGE_TIMEOUT", defaults.ws_message_timeout, low=0.1, high=3600.0
             ),
             ws_pong_rate=_number(env, "WS_PONG_RATE", defaults.ws_pong_rate, low=0.01, high=1e6),
+            inbound_rate=_number(env, "INBOUND_RATE", defaults.inbound_rate, low=0.0, high=1e9),
             max_pending_connections=_number(
                 env,
                 "MAX_PENDING_CONNECTIONS",

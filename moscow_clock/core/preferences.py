@@ -8,12 +8,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from werkzeug.datastructures import LanguageAccept
+from werkzeug.datastructures import LanguageAccept, MIMEAccept
 from werkzeug.http import parse_accept_header
 
 DEFAULT_LANGUAGE = "en"
 
-# A header this long is hostile or broken; past it, only the start is read.
+# A header this long is hostile or broken; past it, only the start is read
+# (the elements that end within it): parsing costs per element, and a 15 KB
+# Accept cost ten times a whole 404 (docs/PERFORMANCE.md).
 MAX_HEADER_CHARS = 2048
 
 type Hours = Literal[12, 24]
@@ -26,12 +28,32 @@ REMEMBERED = ("lang", "hours", "theme", "seconds")
 MAX_COOKIE_CHARS = 256
 
 
+def bounded(header: str | None) -> str:
+    """The part of a list-valued header that is read: all of it up to
+    MAX_HEADER_CHARS, else its elements that end within them (never half
+    an element: `json;q=0.1` cut to `json` would read as q=1)."""
+    if header is None or len(header) <= MAX_HEADER_CHARS:
+        return header or ""
+    start = header[: MAX_HEADER_CHARS + 1]
+    return start[: max(0, start.rfind(","))]
+
+
 def parse_accept_language(header: str | None) -> LanguageAccept:
     """The header's language ranges with their q-values, best first and in
     header order among equals (Werkzeug's parser: RFC 9110 q-values, entries
     with a malformed one skipped, never an error: a browser's header is not
     ours to reject)."""
-    return parse_accept_header((header or "")[:MAX_HEADER_CHARS], LanguageAccept)
+    return parse_accept_header(bounded(header), LanguageAccept)
+
+
+def prefers_json(accept: str | None) -> bool:
+    """Whether an `Accept` header ranks JSON above HTML (its first
+    MAX_HEADER_CHARS: `bounded`); between equals, HTML."""
+    read = bounded(accept)
+    if "json" not in read.lower():
+        return False  # (a browser's Accept: nothing to parse)
+    best = parse_accept_header(read, MIMEAccept).best_match(["text/html", "application/json"])
+    return best == "application/json"
 
 
 def negotiate_language(

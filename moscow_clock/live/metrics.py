@@ -107,6 +107,17 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        # Protections that acted on a client, by action (one metric for all
+        # of them: alert on its rate): inbound_shed, messages shed by the
+        # process's inbound budget (INBOUND_RATE); inbound_paused,
+        # connections not read for a while for it; inbound_closed, closed
+        # with 1008 for going on past their share.
+        self.protections = Counter(
+            "moscow_clock_protections",
+            "Protections that acted on a client, by action",
+            ["action"],
+            registry=r,
+        )
         self.fanout = Histogram(
             "moscow_clock_tick_fanout_seconds",
             "From publishing a tick to handing it to the last waiting client",
@@ -265,6 +276,13 @@ class Metrics:
             self._add(self.refused.labels(reason), f"refused:{reason}", count)
         for code, count in stats.closed.items():
             self._add(self.closed.labels(code), f"closed:{code}", count)
+        if (inbound := stats.inbound) is not None:
+            for action, count in (
+                ("inbound_shed", inbound.shed),
+                ("inbound_paused", inbound.paused),
+                ("inbound_closed", inbound.closed),
+            ):
+                self._add(self.protections.labels(action), f"protections:{action}", count)
         for seconds in ticker.take_fanout_samples():
             self.fanout.observe(seconds)
         if loop_lag is not None:

@@ -7,9 +7,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..core.budget import Inbound
+
 
 @dataclass(slots=True)
 class Stats:
     syncs: int = 0
     refused: Counter[str] = field(default_factory=Counter)  # by reason
     closed: Counter[str] = field(default_factory=Counter)  # by close code, or "peer"
+    # The server's inbound budget, as the first websocket brought it (its
+    # scope's `core.budget.INBOUND` extension): what it shed.
+    inbound: Inbound | None = None

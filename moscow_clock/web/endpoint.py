@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ..core.asgi import ASGIApp, Receive, Scope, Send
+from ..core.budget import INBOUND
 from ..core.request_head import head_size
 from ..core.security_headers import with_security_headers
 from ..core.wire import PREFRAMED
@@ -45,6 +46,9 @@ class WebsocketEndpoint:
             runtime.stats.refused[admission.reason] += 1
             await _reject(send, admission.status, admission.message, admission.headers)
             return
+        extensions = scope.get("extensions") or {}
+        if runtime.stats.inbound is None:  # the server's, for the metrics
+            runtime.stats.inbound = extensions.get(INBOUND)
         with admission:
             await send({"type": "websocket.accept"})
             opened = time.monotonic()
@@ -53,7 +57,7 @@ class WebsocketEndpoint:
                 runtime.clock,
                 runtime.settings.ws_message_rate,
                 runtime.stats,
-                preframed=PREFRAMED in (scope.get("extensions") or {}),
+                preframed=PREFRAMED in extensions,
                 page_clock=lambda: runtime.clock_monitor.page_clock,
             )
             try:

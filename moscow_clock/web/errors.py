@@ -15,6 +15,7 @@ import time
 from quart import Quart, Response, has_request_context, jsonify, render_template, request, websocket
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ..core.preferences import prefers_json
 from ..core.ratelimit import Every
 from .l10n import gettext as _
 
@@ -64,8 +65,8 @@ def _wants_json() -> bool:
         return True
     if request.path.startswith("/api/"):
         return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
+    # Not `request.accept_mimetypes`: that parses the whole header.
+    return prefers_json(request.headers.get("Accept"))
 
 
 def _title(error: HTTPException) -> str:

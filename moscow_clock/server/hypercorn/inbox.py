@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio import task_group
@@ -23,7 +23,9 @@ from hypercorn.typing import (
     Scope,
 )
 
+from ...core.budget import INBOUND
 from ...core.wire import PREFRAMED
+from .inbound import inbound_of
 
 
 class AppInbox:
@@ -154,7 +156,9 @@ class TaskGroup(task_group.TaskGroup):
 
     - hands the app an `AppInbox` instead of an `asyncio.Queue`;
     - advertises pre-framed sends (core/wire.py) on websocket scopes, which
-      `streams.WSStream.app_send` honours.
+      `streams.WSStream.app_send` honours;
+    - hands the app the process's inbound budget (`inbound.py`) on them,
+      for its metrics.
     """
 
     async def spawn_app(
@@ -167,6 +171,9 @@ class TaskGroup(task_group.TaskGroup):
         inbox = AppInbox(config.max_app_queue_size)
         if scope["type"] == "websocket":
             scope["extensions"][PREFRAMED] = {}
+            if (inbound := inbound_of(config)) is not None:
+                extensions = cast(dict[str, object], scope["extensions"])
+                extensions[INBOUND] = inbound
         call = AppCall(inbox, send)
         if isinstance(app, ASGIWrapper):
             self.spawn(call.run, app.app, config, scope)

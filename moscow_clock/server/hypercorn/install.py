@@ -1,4 +1,4 @@
-"""Put the subclasses where Hypercorn builds its objects: six module names.
+"""Put the subclasses where Hypercorn builds its objects: seven names in five modules.
 
 Nothing is patched: each subclass calls `super()` (or, where it replaces a
 method, says so and why), and Hypercorn constructs it because the name it
@@ -12,6 +12,7 @@ import importlib
 
 from . import guard
 from .h11 import H11Protocol, H11WSConnection
+from .head import ProtocolWrapper
 from .inbox import TaskGroup
 from .streams import WSStream
 from .tcp import TCPServer
@@ -21,6 +22,7 @@ from .tcp import TCPServer
 REBIND: dict[tuple[str, str], type] = {
     ("hypercorn.asyncio.run", "TCPServer"): TCPServer,  # worker_serve's connections
     ("hypercorn.asyncio.tcp_server", "TaskGroup"): TaskGroup,  # TCPServer.run's task group
+    ("hypercorn.asyncio.tcp_server", "ProtocolWrapper"): ProtocolWrapper,  # TCPServer.run's
     ("hypercorn.protocol", "H11Protocol"): H11Protocol,  # ProtocolWrapper's HTTP/1.1
     ("hypercorn.protocol.h11", "H11WSConnection"): H11WSConnection,  # _create_stream's upgrade
     ("hypercorn.protocol.h11", "WSStream"): WSStream,  # H11Protocol._create_stream

@@ -29,11 +29,12 @@ from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import WEBSOCKET_VERSION
 
-from ...core.budget import TOO_SLOW, Budget
+from ...core.budget import CLOSE, OVER_SHARE, PASS, PAUSE_S, TOO_SLOW, Budget, Inbound
 from ...core.security_headers import merged
 from ...core.wire import CLIENT_CLOSE_FRAME_MAX, FRAME, ends_with_client_close
 from .. import pinger
 from . import guard
+from .inbound import Pause, inbound_of
 from .inbox import AppInbox
 from .options import options_of
 from .tcp import TCPServer, current
@@ -92,7 +93,17 @@ class WSStream(ws_stream.WSStream):
        that reads what we send can answer it: before, any bytes it sent
        (unsolicited pongs every 15 s) kept a client that never read alive
        until its kernel buffers filled, minutes later. (No upstream issue.)
+    9. **A share of the process, not just a budget of its own**
+       (`_handle_events`, `_shed`; core/budget.py, `Inbound`): past
+       INBOUND_RATE for the whole process, a connection sending more than
+       its fair share has its messages dropped (pings unanswered) and is
+       not read for 2-4 s (`inbound.Pause`); with `STRIKES` messages shed,
+       it is closed with 1008.
+       Senders at a page's rate pass however busy the process is. (An
+       extension of this service; keep.)
     """
+
+    _pause: Pause | None = None  # while shed (change 9): an instance's own only then
 
     def __init__(
         self,
@@ -132,6 +143,8 @@ class WSStream(ws_stream.WSStream):
         if self.closed:
             self._cancel_timers()
             _end_parser_cycle(getattr(self, "connection", None))  # (none: never upgraded)
+            if self._pause is not None:
+                self._pause.wake()  # (the read loop that waits there can end)
 
     async def _handle_events(self) -> None:
         """Replaces Hypercorn's (which counts nothing below a whole message,
@@ -141,6 +154,8 @@ class WSStream(ws_stream.WSStream):
             self.budget = Budget(self.options.limits, time.monotonic())
         budget = self.budget
         now = time.monotonic()
+        inbound = inbound_of(self.config)
+        shed = False  # one of these events was shed: the rest are dropped, then a pause
         for event in self.connection.events():
             if isinstance(event, Message):
                 try:
@@ -164,6 +179,14 @@ class WSStream(ws_stream.WSStream):
                     return
                 if event.message_finished:
                     self._clear_message_deadline()
+                    verdict = _verdict(inbound, budget, shed, now)
+                    if verdict != PASS:  # dropped
+                        self.buffer.clear()
+                        if verdict == CLOSE:
+                            await self._over_share(inbound)
+                            return
+                        shed = True
+                        continue
                     message = self.buffer.to_message()
                     self.buffer.clear()
                     assert self.app_put is not None
@@ -177,7 +200,14 @@ class WSStream(ws_stream.WSStream):
                 if over is not None:
                     await self.close(POLICY_VIOLATION, over)
                     return
-                if isinstance(event, Ping) and budget.may_pong(now):
+                verdict = _verdict(inbound, budget, shed, now)
+                if verdict == CLOSE:
+                    await self._over_share(inbound)
+                    return
+                shed = shed or verdict != PASS
+                # A shed ping goes unanswered; a pong is read all the same
+                # (it may be the one our ping awaits).
+                if isinstance(event, Ping) and verdict == PASS and budget.may_pong(now):
                     await self._send_wsproto_event(event.response())
                 elif isinstance(event, Pong) and event.payload == self._ping_payload:
                     self._clear_pong_deadline()  # it has read up to our ping
@@ -187,6 +217,27 @@ class WSStream(ws_stream.WSStream):
                 else:  # wsproto could not parse the frames: 1002 or 1007
                     await self.close(event.code, event.reason or "", wait=False)
                 return
+        if shed:
+            await self._shed(inbound)
+
+    async def _over_share(self, inbound: Inbound | None) -> None:
+        if inbound is not None:
+            inbound.closed += 1
+        await self.close(POLICY_VIOLATION, OVER_SHARE)
+
+    async def _shed(self, inbound: Inbound | None) -> None:
+        """Over its share: read nothing from this client for a while (the
+        read loop waits here; the kernel holds what it sends)."""
+        if self.close_sent or self.closed:
+            return  # closing: its close frame is to be read
+        if inbound is not None:
+            inbound.paused += 1
+        self._pause = Pause()
+        try:
+            transport = self.tcp.writer.transport if self.tcp is not None else None
+            await self._pause.hold(transport)
+        finally:
+            del self._pause  # (back to the class's None: no slot held between pauses)
 
     async def _discard(self, data: bytes) -> None:
         """After our close frame: drop what arrives, unparsed, until it ends
@@ -200,7 +251,11 @@ class WSStream(ws_stream.WSStream):
 
     def _message_overdue(self) -> None:
         self._message_deadline = None
-        if not self.close_sent and not self.closed:
+        if self._pause is not None:  # our doing, not the client's: look again after it
+            self._message_deadline = asyncio.get_running_loop().call_later(
+                PAUSE_S[1], self._message_overdue
+            )
+        elif not self.close_sent and not self.closed:
             self.task_group.spawn(self.close, POLICY_VIOLATION, TOO_SLOW)
 
     # --- closing -------------------------------------------------------
@@ -216,6 +271,8 @@ class WSStream(ws_stream.WSStream):
             return
         self.close_sent = True
         self.buffer.clear()
+        if self._pause is not None:
+            self._pause.wake()  # read again: the client's close frame is awaited
         self._clear_message_deadline()
         self._clear_pong_deadline()
         if self.tcp is not None:
@@ -287,6 +344,11 @@ class WSStream(ws_stream.WSStream):
     def _pong_overdue(self) -> None:
         """It has not read our ping: reset (a close frame would not be read either)."""
         self._pong_deadline = None
+        if self._pause is not None:  # its pong may be waiting unread: look again after it
+            self._pong_deadline = asyncio.get_running_loop().call_later(
+                self.options.send_timeout, self._pong_overdue
+            )
+            return
         if not self.closed and self.tcp is not None:
             self.tcp.abort()
         elif not self.closed:
@@ -365,6 +427,15 @@ class WSStream(ws_stream.WSStream):
 
 async def _nothing() -> None:
     pass
+
+
+def _verdict(inbound: Inbound | None, budget: Budget, shed: bool, now: float) -> int:
+    """The process's word on one message or control frame (`Inbound`):
+    PASS with no budget; once one of this read's events was shed, the rest
+    of them are dropped too (`shed`)."""
+    if inbound is None:
+        return PASS
+    return inbound.drop(budget) if shed else inbound.admit(budget, now)
 
 
 class _Events(list[Any]):
