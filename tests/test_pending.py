@@ -15,7 +15,14 @@ from moscow_clock.core.peers import TrustedProxies, group_of
 from moscow_clock.server import serve
 from moscow_clock.server.hypercorn import guard
 from moscow_clock.server.hypercorn.listen import AcceptErrors, Gate, long_queue, out_of_resources
-from moscow_clock.server.hypercorn.pending import PART, PROBATION_S, STALL_S, WHOLE, Connections
+from moscow_clock.server.hypercorn.pending import (
+    PART,
+    PROBATION_GRACE_S,
+    PROBATION_S,
+    STALL_S,
+    WHOLE,
+    Connections,
+)
 
 from .support.timing import until
 
@@ -140,18 +147,20 @@ def test_an_address_at_its_cap_closes_its_own_stalled_one_or_the_newcomer_is_on_
 def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
     listener = FakeListener()
     connections = Connections(3, per_address=1, listener=listener)
-    idle, first = member(), member()
-    connections.arrive(idle, "10.0.0.1", 0.0)
-    connections.reading(idle, 0.0)
-    connections.received(idle, 0.0)
-    connections.head_done(idle)
-    connections.idle(idle, 0.0)
+    busy, first = member(), member()
+    connections.arrive(busy, "10.0.0.1", 0.0)
+    connections.reading(busy, 0.0)
+    connections.received(busy, 0.0)
+    connections.head_done(busy)
     connections.arrive(first, "10.0.0.2", 0.0)
     extra = member()
-    connections.arrive(extra, "10.0.0.2", 0.1)  # on probation; the cap reached: it goes first
-    extra.abort.assert_called_once()
+    connections.arrive(extra, "10.0.0.2", 0.1)  # on probation, the cap reached
+    assert listener.paused  # not closed before its grace
+    extra.abort.assert_not_called()
+    connections.sweep(0.2 + PROBATION_GRACE_S)
+    extra.abort.assert_called_once()  # then the first to go
     assert not listener.paused
-    idle.abort.assert_not_called()
+    busy.abort.assert_not_called()
     first.abort.assert_not_called()
 
 

@@ -25,7 +25,7 @@ stalled ones; with none stalled, tcp.py looks at what it has sent: a whole
 head (a reconnect wave's handshake, a probe) is answered as usual, a part
 of one is closed at once (before Hypercorn sets anything up for it), and
 nothing yet puts it on probation: it has `PROBATION_S` to send its head,
-and it is the first to go when room is needed.
+and after `PROBATION_GRACE_S` it is the first to go when room is needed.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ STALL_S = 1.0
 # has this long to finish it (a client's head follows its connect at once;
 # a library client busy with hundreds of connects may take milliseconds).
 PROBATION_S = 1.0
+# ... and is not closed to make room before this (its head may be on its way:
+# a client writing many connections' heads just after connecting them all).
+PROBATION_GRACE_S = 0.25
 
 # What a newcomer has sent when it is accepted (`arrive`'s `head`).
 NOTHING = 0
@@ -233,7 +236,7 @@ class Connections:
         waiting = self.listener.unstarted() if self.listener is not None else 0
         excess = len(self._entries) + waiting - self.resume_below
         if excess > 0:
-            for member in self._on_probation(now)[:excess]:
+            for member in self._on_probation(now - PROBATION_GRACE_S)[:excess]:
                 self.refused += 1
                 self._close(member)
                 excess -= 1
