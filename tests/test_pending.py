@@ -18,6 +18,7 @@ from moscow_clock.server.hypercorn.listen import AcceptErrors, Gate, long_queue,
 from moscow_clock.server.hypercorn.pending import (
     PART,
     PROBATION_GRACE_S,
+    PROBATION_ROOM,
     PROBATION_S,
     STALL_S,
     WHOLE,
@@ -280,3 +281,25 @@ async def test_the_gate_pauses_and_resumes_the_listener() -> None:
         for writer in accepted:
             writer.close()
         server.close()
+
+
+def test_silent_newcomers_past_the_probation_room_are_refused_at_once() -> None:
+    connections = Connections(100, per_address=1)
+    for _ in range(PROBATION_ROOM):
+        assert connections.arrive(member(), "10.0.0.7", 0.0)  # one, then on probation
+    assert not connections.arrive(member(), "10.0.0.7", 0.0)
+    assert connections.arrive(member(), "10.0.0.7", 0.0, lambda: WHOLE)  # a request: answered
+    assert connections.refused == 1
+
+
+def test_the_listener_resumes_once_the_accepted_ones_are_counted_or_refused() -> None:
+    listener = FakeListener()
+    connections = Connections(4, per_address=1, listener=listener)
+    connections.arrive(member(), "10.0.0.1", 0.0)
+    listener.waiting = 3  # accepted in one round: the gate paused at the cap
+    listener.paused = True
+    listener.waiting = 2
+    assert not connections.arrive(member(), "10.0.0.1", 0.0, lambda: PART)  # refused
+    listener.waiting = 1
+    assert not connections.arrive(member(), "10.0.0.1", 0.0, lambda: PART)
+    assert not listener.paused  # room again: accepting, without waiting for a sweep
