@@ -15,7 +15,15 @@ from moscow_clock.core.peers import TrustedProxies, group_of
 from moscow_clock.server import serve
 from moscow_clock.server.hypercorn import guard
 from moscow_clock.server.hypercorn.listen import AcceptErrors, Gate, long_queue, out_of_resources
-from moscow_clock.server.hypercorn.pending import PART, PROBATION_S, STALL_S, WHOLE, Connections
+from moscow_clock.server.hypercorn.pending import (
+    PART,
+    PROBATION_GRACE_S,
+    PROBATION_ROOM,
+    PROBATION_S,
+    STALL_S,
+    WHOLE,
+    Connections,
+)
 
 from .support.timing import until
 
@@ -140,18 +148,20 @@ def test_an_address_at_its_cap_closes_its_own_stalled_one_or_the_newcomer_is_on_
 def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
     listener = FakeListener()
     connections = Connections(3, per_address=1, listener=listener)
-    idle, first = member(), member()
-    connections.arrive(idle, "10.0.0.1", 0.0)
-    connections.reading(idle, 0.0)
-    connections.received(idle, 0.0)
-    connections.head_done(idle)
-    connections.idle(idle, 0.0)
+    busy, first = member(), member()
+    connections.arrive(busy, "10.0.0.1", 0.0)
+    connections.reading(busy, 0.0)
+    connections.received(busy, 0.0)
+    connections.head_done(busy)
     connections.arrive(first, "10.0.0.2", 0.0)
     extra = member()
-    connections.arrive(extra, "10.0.0.2", 0.1)  # on probation; the cap reached: it goes first
-    extra.abort.assert_called_once()
+    connections.arrive(extra, "10.0.0.2", 0.1)  # on probation, the cap reached
+    assert listener.paused  # not closed before its grace
+    extra.abort.assert_not_called()
+    connections.sweep(0.2 + PROBATION_GRACE_S)
+    extra.abort.assert_called_once()  # then the first to go
     assert not listener.paused
-    idle.abort.assert_not_called()
+    busy.abort.assert_not_called()
     first.abort.assert_not_called()
 
 
@@ -271,3 +281,25 @@ async def test_the_gate_pauses_and_resumes_the_listener() -> None:
         for writer in accepted:
             writer.close()
         server.close()
+
+
+def test_silent_newcomers_past_the_probation_room_are_refused_at_once() -> None:
+    connections = Connections(100, per_address=1)
+    for _ in range(PROBATION_ROOM):
+        assert connections.arrive(member(), "10.0.0.7", 0.0)  # one, then on probation
+    assert not connections.arrive(member(), "10.0.0.7", 0.0)
+    assert connections.arrive(member(), "10.0.0.7", 0.0, lambda: WHOLE)  # a request: answered
+    assert connections.refused == 1
+
+
+def test_the_listener_resumes_once_the_accepted_ones_are_counted_or_refused() -> None:
+    listener = FakeListener()
+    connections = Connections(4, per_address=1, listener=listener)
+    connections.arrive(member(), "10.0.0.1", 0.0)
+    listener.waiting = 3  # accepted in one round: the gate paused at the cap
+    listener.paused = True
+    listener.waiting = 2
+    assert not connections.arrive(member(), "10.0.0.1", 0.0, lambda: PART)  # refused
+    listener.waiting = 1
+    assert not connections.arrive(member(), "10.0.0.1", 0.0, lambda: PART)
+    assert not listener.paused  # room again: accepting, without waiting for a sweep

@@ -25,7 +25,9 @@ stalled ones; with none stalled, tcp.py looks at what it has sent: a whole
 head (a reconnect wave's handshake, a probe) is answered as usual, a part
 of one is closed at once (before Hypercorn sets anything up for it), and
 nothing yet puts it on probation: it has `PROBATION_S` to send its head,
-and it is the first to go when room is needed.
+and after `PROBATION_GRACE_S` it is the first to go when room is needed
+(past `PROBATION_ROOM` times its cap, the address's silent newcomers are
+closed at once).
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ STALL_S = 1.0
 # has this long to finish it (a client's head follows its connect at once;
 # a library client busy with hundreds of connects may take milliseconds).
 PROBATION_S = 1.0
+# ... and is not closed to make room before this (its head may be on its way:
+# a client writing many connections' heads just after connecting them all).
+PROBATION_GRACE_S = 0.25
+# An address may hold this many times its cap in all, newcomers on probation
+# included; past it one that sent nothing is closed at once (a flood of
+# silent connections costs an accept and a close, not a slot each).
+PROBATION_ROOM = 5
 
 # What a newcomer has sent when it is accepted (`arrive`'s `head`).
 NOTHING = 0
@@ -137,14 +146,18 @@ class Connections:
         head is answered as usual, a PART of one (a slowloris: a client's
         head comes whole) is refused (False: the caller closes it), and
         NOTHING yet puts it on probation: closed if its head is not whole
-        within `PROBATION_S`, and the first to go when room is needed."""
+        within `PROBATION_S`, and the first to go when room is needed; or
+        refused too if the address holds `PROBATION_ROOM` times its cap."""
         entry = Entry(group, now)
         if group is not None:
             own = self._groups.setdefault(group, {})
             if len(own) >= self.per_address and not self._evict_stalled_of(own, now):
                 sent = head()
-                if sent == PART:
+                if sent == PART or (
+                    sent == NOTHING and len(own) >= PROBATION_ROOM * self.per_address
+                ):
                     self.refused += 1
+                    self._maybe_resume()  # it was counted as accepted until now
                     return False
                 entry.probation = sent == NOTHING
             own[member] = None
@@ -155,6 +168,8 @@ class Connections:
                 # No pausing on this event loop (listen.py): the newcomer goes.
                 self.evicted += 1
                 self._close(member)
+        else:
+            self._maybe_resume()  # paused while it was accepted, not yet counted
         return True
 
     def reading(self, member: Member, now: float) -> None:
@@ -226,14 +241,15 @@ class Connections:
             self.make_room(now)
 
     def make_room(self, now: float) -> None:
-        """Close newcomers on probation, then idle connections (oldest
-        first) until below the resume mark, and if that is not enough, every
+        """Close every newcomer on probation past its grace, then idle
+        connections (oldest first) until below the resume mark, and if that is not enough, every
         stalled one; pause the listener while still full, resume it once
         below."""
         waiting = self.listener.unstarted() if self.listener is not None else 0
         excess = len(self._entries) + waiting - self.resume_below
         if excess > 0:
-            for member in self._on_probation(now)[:excess]:
+            # Every one past its grace: their addresses are past their caps.
+            for member in self._on_probation(now - PROBATION_GRACE_S):
                 self.refused += 1
                 self._close(member)
                 excess -= 1

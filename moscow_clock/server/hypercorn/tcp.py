@@ -41,6 +41,7 @@ KERNEL_SEND_BUFFER = 32 * 1024
 # How often the pending connections are looked over (heads past their
 # time, room to make while the listener is paused), while there are any.
 SWEEP_S = 0.25
+SWEEP_PAUSED_S = 0.05  # while the listener is paused
 
 # The connection whose task is running: the streams it creates find it here
 # (Hypercorn hands them only a `send` callable). Set in `TCPServer.run`, so
@@ -124,7 +125,7 @@ class TCPServer(tcp_server.TCPServer):
         current.set(self)
         if self.connections is not None and not self._arrive(self.connections, sock):
             self.counted = False
-            self.writer.close()  # the kernel resets it: a part of a head is unread
+            self.writer.close()  # (the kernel resets it if a part of a head is unread)
             return
         try:
             await super().run()
@@ -266,8 +267,8 @@ class TCPServer(tcp_server.TCPServer):
     # --- the pending cap (pending.py) ------------------------------------
 
     def _arrive(self, connections: Connections, sock: Any) -> bool:
-        """Counted in the cap; False: refused (its address at its cap, a
-        part of a head sent; pending.py)."""
+        """Counted in the cap; False: refused (its address past its cap;
+        pending.py)."""
         gate = getattr(self.config, "gate", None)
         if gate is not None and sock is not None:
             gate.started(sock.fileno())
@@ -327,7 +328,10 @@ def _sweep(connections: Connections, loop: asyncio.AbstractEventLoop) -> None:
     connections.timer = None
     connections.sweep(loop.time())
     listener = connections.listener
-    if len(connections) or (listener is not None and listener.paused):
+    if listener is not None and listener.paused:
+        # Newcomers are waiting: room is looked for sooner.
+        connections.timer = loop.call_later(SWEEP_PAUSED_S, _sweep, connections, loop)
+    elif len(connections):
         _keep_sweeping(connections, loop)
 
 
