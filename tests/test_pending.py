@@ -197,6 +197,10 @@ def test_trusted_proxies_as_uvicorn_reads_them() -> None:
     assert not proxies.trusts(None)
     assert TrustedProxies.parse("*").trusts("203.0.113.9")
     assert not TrustedProxies.parse("")
+    # As a dual-stack socket logs an IPv4 peer: the same proxy.
+    mapped = TrustedProxies.parse("::ffff:10.0.0.1, ::ffff:10.1.0.0/112")
+    assert mapped.trusts("10.0.0.1") and mapped.trusts("::ffff:10.0.0.1")
+    assert mapped.trusts("10.1.7.7") and not mapped.trusts("10.2.0.1")
     assert proxies.client_address("10.0.0.1", ["203.0.113.9, 192.168.1.1"]) == "203.0.113.9"
     assert proxies.client_address("10.0.0.9", ["203.0.113.9"]) == "10.0.0.9"
     with pytest.raises(ValueError, match="nonsense"):
@@ -303,3 +307,30 @@ def test_the_listener_resumes_once_the_accepted_ones_are_counted_or_refused() ->
     listener.waiting = 1
     assert not connections.arrive(member(), "10.0.0.1", 0.0, lambda: PART)
     assert not listener.paused  # room again: accepting, without waiting for a sweep
+
+
+def test_a_cap_of_one_per_address_still_holds_after_its_stalled_one_went() -> None:
+    connections = Connections(100, per_address=1)
+    stalled = member()
+    assert connections.arrive(stalled, "10.0.0.9", 0.0)
+    connections.reading(stalled, 0.0)
+    newcomer = member()
+    assert connections.arrive(newcomer, "10.0.0.9", STALL_S + 0.1)  # the stalled one makes room
+    stalled.abort.assert_called_once()
+    # The newcomer is counted: the next one from the address finds the cap.
+    assert not connections.arrive(member(), "10.0.0.9", STALL_S + 0.2, lambda: PART)
+
+
+def test_probation_ends_with_a_whole_head() -> None:
+    connections = Connections(100, per_address=1)
+    first = member()
+    assert connections.arrive(first, "10.0.0.9", 0.0)
+    kept = member()
+    assert connections.arrive(kept, "10.0.0.9", 0.1)  # on probation
+    connections.reading(kept, 0.1)
+    connections.received(kept, 0.2)
+    connections.head_done(kept)
+    connections.idle(kept, 0.3)  # answered, kept alive
+    connections.received(kept, 0.4)  # its next head, in two reads
+    connections.sweep(0.4 + PROBATION_S)
+    kept.abort.assert_not_called()

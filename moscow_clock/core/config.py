@@ -97,8 +97,9 @@ class Settings:
     # to the ticks.
     inbound_rate: float = 2000.0
     # Connections that do not (yet) carry a websocket: requests, keep-alive,
-    # handshakes, closing websockets. Past it the oldest one is closed for
-    # the newcomer, so idle sockets cannot use up the descriptors.
+    # handshakes. At it the listener pauses (newcomers wait in the kernel's
+    # queue) and idle, then stalled ones make room, so idle sockets cannot
+    # use up the descriptors.
     max_pending_connections: int = 512
     # Of those, the ones that have not finished a request, per client
     # address (IPv4, IPv6 /64): past it a newcomer closes one of the

@@ -37,7 +37,14 @@ class TrustedProxies:
                 everyone = True
                 continue
             try:
-                networks.append(ipaddress.ip_network(item, strict=False))
+                network = ipaddress.ip_network(item, strict=False)
+                # `::ffff:10.0.0.1` as a dual-stack socket logs it: the peer
+                # is compared as IPv4 (_address), so the network is too.
+                if isinstance(network, ipaddress.IPv6Network):
+                    mapped = network.network_address.ipv4_mapped
+                    if mapped is not None and network.prefixlen >= 96:
+                        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+                networks.append(network)
             except ValueError:
                 raise ValueError(item) from None
         return cls(tuple(networks), everyone)

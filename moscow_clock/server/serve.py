@@ -82,6 +82,8 @@ def hypercorn_config(
             max_pending_per_address=settings.max_pending_per_address,
             trusted_proxies=settings.forwarded_allow_ips,
             head_timeout=settings.head_timeout,
+            # Only the public listener pauses; /metrics (bound second) stays open.
+            paused_binds=1 if settings.metrics_bind is not None else None,
             http2=settings.http2,
             headers=layer.Options.encode_headers(headers),
             refuse_upgrade=refuse_upgrade,

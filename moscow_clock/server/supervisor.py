@@ -186,6 +186,8 @@ def supervise(settings: Settings, config: Config) -> int:
                 if metrics_dir is not None:
                     _write_restarts(metrics_dir, restarts.count)
                 log.info("started worker %d in place of one that died", pid)
+                if stopping:  # the stop came while it was starting: it goes too
+                    stop()
             if not workers and not due:
                 break
             select.select([wake], [], [], max(0.0, min(due) - now) if due else None)

@@ -41,6 +41,10 @@ class Options:
     # The app's load shedding (shed.py): asked with the path of a websocket
     # upgrade that opens a connection; True answers a canned 503 at once.
     refuse_upgrade: RefuseUpgrade | None = None
+    # How many of the first binds the pending cap may pause (None: all).
+    # The rest (the metrics listener) stay open when the public port is
+    # full, so a scrape is answered during the very incident it should see.
+    paused_binds: int | None = None
 
     @staticmethod
     def encode_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
@@ -66,9 +70,14 @@ class ServerConfig(Config):
         """Hypercorn's sockets, each listening with the long kernel queue
         while asyncio takes `backlog` connections a round (listen.py)."""
         made = super().create_sockets()
+        paused = self.options.paused_binds
+
+        def gate(index: int) -> Gate | None:
+            return self.gate if paused is None or index < paused else None
+
         return Sockets(
-            [long_queue(sock, self.gate) for sock in made.secure_sockets],
-            [long_queue(sock, self.gate) for sock in made.insecure_sockets],
+            [long_queue(sock, gate(i)) for i, sock in enumerate(made.secure_sockets)],
+            [long_queue(sock, gate(i)) for i, sock in enumerate(made.insecure_sockets)],
             made.quic_sockets,
         )
 

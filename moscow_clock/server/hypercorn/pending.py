@@ -160,7 +160,8 @@ class Connections:
                     self._maybe_resume()  # it was counted as accepted until now
                     return False
                 entry.probation = sent == NOTHING
-            own[member] = None
+            # An eviction may have emptied (and dropped) the group's dict.
+            self._groups.setdefault(group, {})[member] = None
         self._entries[member] = entry
         if self.full():
             self.make_room(now)
@@ -198,6 +199,7 @@ class Connections:
         entry = self._entries.get(member)
         if entry is not None and entry.state != IDLE:
             entry.state = BUSY
+            entry.probation = False  # its head came whole: an ordinary client
 
     def idle(self, member: Member, now: float) -> None:
         """Answered; waiting for its next request."""
