@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     per_second: dict[int, Counter[int]] = {}
     rtts: list[float] = []
     failures: Counter[str] = Counter()
+    drops: Counter[str] = Counter()  # open clients lost, by how
     handshakes_at: list[float] = []  # wall times of successful handshakes (reconnects)
     connect_failures = 0
     dropped = 0
@@ -239,6 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         client.state = CLOSED
         if was_open:
             dropped += 1
+            drops[why] += 1
         elif why != "closed":
             connect_failures += 1
             failures[why] += 1
@@ -322,7 +324,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     sync_cursor += 1
                     if client.sync_sent_ms is None and client.sock is not None:
                         client.sync_sent_ms = time.time() * 1000
-                        client.sock.send(sync_frame(client.sync_sent_ms))
+                        try:
+                            client.sock.send(sync_frame(client.sync_sent_ms))
+                        except OSError:  # reset under us: counted, not fatal
+                            lost(client, "reset")
             next_sync = now + args.sync_every
         for fd, events in epoll.poll(0.05):
             client = clients.get(fd)
@@ -408,6 +413,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "connected": connected,
         "connect_failures": connect_failures,
         "failures": dict(failures),
+        "drops": dict(drops),
         "probes": dict(probes),
         "dropped": dropped,
         "seconds": int(args.seconds),

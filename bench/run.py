@@ -100,6 +100,7 @@ class Result:
     # refused, by reason (its /metrics at the end: ramp included).
     failure_kinds: dict[str, int] | None = None
     refused: dict[str, float] | None = None
+    drop_kinds: dict[str, int] | None = None  # how open clients were lost
 
 
 Hist = dict[int, int]
@@ -418,6 +419,7 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
         seconds=int(args.seconds),
         sec_p99=sec_p99,
         failure_kinds=dict(sum((Counter(r.get("failures", {})) for r in reports), Counter())),
+        drop_kinds=dict(sum((Counter(r.get("drops", {})) for r in reports), Counter())),
         refused=refused,
     )
 
@@ -545,10 +547,10 @@ def main() -> None:
                 everything.extend(asdict(r) for r in runs[server])
                 print(row(median_result(runs[server]), ref), flush=True)
                 for run in runs[server]:
-                    if run.failure_kinds or run.refused:
+                    if run.failure_kinds or run.refused or run.drop_kinds:
                         print(
                             f"#   {server}: connects failed {run.failure_kinds},"
-                            f" server refused {run.refused}",
+                            f" server refused {run.refused}, open clients lost {run.drop_kinds}",
                             flush=True,
                         )
     if args.json:

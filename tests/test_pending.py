@@ -228,6 +228,9 @@ def test_the_settings() -> None:
     assert settings.max_pending_per_address == 8
     assert settings.forwarded_allow_ips.trusts("10.1.2.3")
     assert settings.head_timeout == 2.5
+    assert Settings.from_env({}).forwarded_allow_ips.trusts("127.0.0.1")  # uvicorn's default
+    assert not Settings.from_env({}).forwarded_allow_ips.trusts("127.0.0.2")
+    assert not Settings.from_env({"FORWARDED_ALLOW_IPS": ""}).forwarded_allow_ips
     with pytest.raises(ConfigError, match="FORWARDED_ALLOW_IPS"):
         Settings.from_env({"FORWARDED_ALLOW_IPS": "a.b.c"})
     options = serve.hypercorn_config(settings).options  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from .budget import Limits
 from .capacity import MOST_CONNECTIONS
 from .clockstate import Check
 from .origin import normalize_origin
-from .peers import NO_PROXIES, TrustedProxies
+from .peers import LOOPBACK, TrustedProxies
 from .sntp import parse_servers
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -108,7 +108,7 @@ class Settings:
     # exempt; a request head not whole HEAD_TIMEOUT seconds after its first
     # byte is closed (docs/SECURITY.md).
     max_pending_per_address: int = 64
-    forwarded_allow_ips: TrustedProxies = NO_PROXIES
+    forwarded_allow_ips: TrustedProxies = LOOPBACK
     head_timeout: float = 5.0
     # HTTP/2 in clear text (prior knowledge or `Upgrade: h2c`). Off: it has
     # none of the websocket guarantees above (docs/SECURITY.md).
@@ -346,9 +346,11 @@ def _embed_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _proxies(env: Mapping[str, str], name: str) -> TrustedProxies:
+    if name in env and not env[name].strip():
+        return TrustedProxies()  # set empty: no peer is trusted, loopback included
     raw = _raw(env, name)
     if raw is None:
-        return NO_PROXIES
+        return LOOPBACK
     try:
         return TrustedProxies.parse(raw)
     except ValueError as error:

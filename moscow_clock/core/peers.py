@@ -73,6 +73,9 @@ class TrustedProxies:
 
 
 NO_PROXIES = TrustedProxies()
+# uvicorn's default: the machine's own loopback (a sidecar proxy, a local
+# health check, a benchmark's load generator) is not a crowd of strangers.
+LOOPBACK = TrustedProxies.parse("127.0.0.1")
 
 
 def group_of(host: str | None) -> str | None:
