@@ -213,14 +213,8 @@ class Connections:
 
     def leave(self, member: Member) -> None:
         """An open websocket now, or gone (closing websockets too)."""
-        entry = self._entries.pop(member, None)
-        if entry is None:
-            return
-        if entry.state == IDLE:
-            del self._idle[member]
-        else:
-            self._ungroup(member, entry)
-        self._maybe_resume()
+        if self._forget(member) is not None:
+            self._maybe_resume()
 
     # --- the process's housekeeping ---------------------------------------
 
@@ -308,14 +302,19 @@ class Connections:
 
     def _close(self, member: Member) -> None:
         """Reset it, out of the count now (its descriptor goes with it)."""
+        if self._forget(member) is not None:
+            member.abort()
+
+    def _forget(self, member: Member) -> Entry | None:
+        """Out of every count; its entry, None if it was in none."""
         entry = self._entries.pop(member, None)
         if entry is None:
-            return
+            return None
         if entry.state == IDLE:
             del self._idle[member]
         else:
             self._ungroup(member, entry)
-        member.abort()
+        return entry
 
     def _ungroup(self, member: Member, entry: Entry) -> None:
         if entry.group is None:
