@@ -20,7 +20,7 @@ DOCS = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").gl
 BASES = (ROOT, ROOT / "moscow_clock", ROOT / "docs")
 # Named as examples of what a contributor would create, not as files that exist.
 EXAMPLES = {"moscow_clock/translations/de/LC_MESSAGES/messages.po"}
-SUFFIXES = {".py", ".md", ".js", ".css", ".html", ".json", ".yaml", ".yml", ".toml"}
+SUFFIXES = {".py", ".md", ".js", ".mjs", ".css", ".html", ".json", ".yaml", ".yml", ".toml"}
 SUFFIXES |= {".txt", ".in", ".png", ".svg", ".po", ".pot", ".webmanifest", ".cfg"}
 # Run output that left the tree, summarised row by row (its file names count).
 ARCHIVE = ROOT / "bench" / "results-issue10.md"
