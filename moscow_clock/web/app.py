@@ -118,6 +118,10 @@ def create_app(
         gc_pauses=GcPauses(),
     )
     runtime.attach(app)
+    # Creating the gauges wrote 0 into this worker's file of the shared metrics:
+    # another worker's scrape must not read that as "unsynchronised" until the
+    # first publishing round (the clock gauges combine workers by min and max).
+    runtime.metrics.update_clock(runtime.clock_monitor)
     # /ws is served below Quart, straight over ASGI (see live/session.py for why).
     # (Quart's documented middleware pattern; its precise ASGI TypedDicts are
     # wider than the plain mappings the endpoint reads.)
