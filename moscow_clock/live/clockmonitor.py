@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from ..core.clockstate import (
@@ -43,6 +43,7 @@ log = logging.getLogger("moscow_clock.clock")
 
 type ClockSource = Callable[[], ClockState]
 type WallClock = Callable[[], float]
+type Query = Callable[..., Awaitable[Sample | None]]
 
 READ_EVERY_S = 1.0
 # Hysteresis: evidence that would change readiness must hold this many NTP
@@ -137,8 +138,11 @@ class ClockMonitor:
         max_error_ms: float = 250.0,
         check: Check = Check.ON,
         wall: WallClock = _wall_ms,
+        query: Query | None = None,
     ) -> None:
         self.source = source
+        # One SNTP exchange: sntp_query's signature (tests stand in their own).
+        self.query: Query = query or sntp_query
         self.servers = servers
         self.interval_s = interval_s
         self.max_error_ms = max_error_ms
@@ -317,7 +321,7 @@ class ClockMonitor:
         """Query every server at once, feed each one's filter, and select."""
         samples = await asyncio.gather(
             *(
-                sntp_query(host, port, self.timeout_s, self.wall, limiter=self._limiter)
+                self.query(host, port, self.timeout_s, self.wall, limiter=self._limiter)
                 for host, port in self.servers
             )
         )
