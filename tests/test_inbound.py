@@ -21,8 +21,8 @@ from moscow_clock.core.budget import (
     WINDOW_S,
     Budget,
     Inbound,
-    Limits,
 )
+from moscow_clock.core.config import Settings
 from moscow_clock.core.preferences import MAX_HEADER_CHARS, bounded, prefers_json
 from moscow_clock.core.request_head import MAX_HEAD_BYTES, head_bytes
 from moscow_clock.server.hypercorn.inbound import inbound_of
@@ -33,7 +33,7 @@ from .test_hypercorn_layer import accepted_stream, settle, written
 
 
 def _sender() -> Budget:
-    return Budget(Limits.default(), now=0.0)
+    return Budget(Settings().frame_limits(), now=0.0)
 
 
 def _run(
@@ -151,7 +151,7 @@ async def _over_budget_stream() -> tuple[Any, Any, list[Any]]:
     """A stream whose process is over its inbound budget (1 a second), by
     others' doing."""
     stream, send, told = await accepted_stream(
-        limits=dataclasses.replace(Limits.default(), inbound_per_s=1.0)
+        limits=dataclasses.replace(Settings().frame_limits(), inbound_per_s=1.0)
     )
     inbound = inbound_of(stream.config)
     assert inbound is not None

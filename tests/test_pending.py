@@ -48,6 +48,15 @@ def member() -> Mock:
     return Mock(spec=["abort"])
 
 
+def answered(connections: Connections, m: Mock, address: str, at: float = 0.0) -> None:
+    """A connection that arrived, sent a whole request head and was answered:
+    idle now (keep-alive), waiting for its next request."""
+    connections.arrive(m, address, at)
+    connections.reading(m, at)
+    connections.received(m, at)
+    connections.head_done(m)
+
+
 def test_at_the_cap_the_listener_pauses_and_nothing_unread_is_closed() -> None:
     listener = FakeListener()
     connections = Connections(4, listener=listener)
@@ -95,10 +104,7 @@ def test_a_busy_or_closing_connection_is_never_a_victim() -> None:
     listener = FakeListener()
     connections = Connections(2, listener=listener)
     busy, closing = member(), member()
-    connections.arrive(busy, "10.0.0.1", 0.0)
-    connections.reading(busy, 0.0)
-    connections.received(busy, 0.0)
-    connections.head_done(busy)
+    answered(connections, busy, "10.0.0.1")
     connections.arrive(closing, "10.0.0.1", 0.0)
     connections.leave(closing)  # upgraded, then closing: counted nowhere
     connections.arrive(member(), "10.0.0.2", 0.0)
@@ -149,10 +155,7 @@ def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
     listener = FakeListener()
     connections = Connections(3, per_address=1, listener=listener)
     busy, first = member(), member()
-    connections.arrive(busy, "10.0.0.1", 0.0)
-    connections.reading(busy, 0.0)
-    connections.received(busy, 0.0)
-    connections.head_done(busy)
+    answered(connections, busy, "10.0.0.1")
     connections.arrive(first, "10.0.0.2", 0.0)
     extra = member()
     connections.arrive(extra, "10.0.0.2", 0.1)  # on probation, the cap reached
@@ -168,10 +171,7 @@ def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
 def test_idle_keep_alives_do_not_count_per_address() -> None:
     connections = Connections(100, per_address=1)
     kept = member()
-    connections.arrive(kept, "10.0.0.9", 0.0)
-    connections.reading(kept, 0.0)
-    connections.received(kept, 0.0)
-    connections.head_done(kept)
+    answered(connections, kept, "10.0.0.9")
     connections.idle(kept, 0.1)
     assert connections.arrive(member(), "10.0.0.9", 0.2)
 

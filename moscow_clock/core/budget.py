@@ -35,17 +35,6 @@ class Limits:
     # before it sheds the heaviest senders (`Inbound`); 0: no such budget.
     inbound_per_s: float = 0.0
 
-    @classmethod
-    def default(cls) -> Limits:
-        return cls(
-            frames_per_s=30.0,
-            bytes_per_s=16384.0,
-            fragments=32,
-            message_s=5.0,
-            pongs_per_s=2.0,
-            inbound_per_s=2000.0,
-        )
-
 
 # Close reasons (code 1008), short enough for a close frame.
 TOO_MANY_FRAMES = "too many frames"

@@ -16,6 +16,7 @@ from .listen import Gate, long_queue
 from .pending import Connections
 from .shed import RefuseUpgrade
 
+# Defaults have one home, Settings; a bare Options (tests) gets the same.
 _DEFAULTS = Settings()
 
 
@@ -23,11 +24,11 @@ _DEFAULTS = Settings()
 class Options:
     # A write the socket cannot take, or a close handshake the peer leaves
     # unanswered, is given this long before the connection is reset.
-    send_timeout: float = 5.0
+    send_timeout: float = _DEFAULTS.send_timeout
     # The budget for everything one websocket client sends (core/budget.py).
-    limits: Limits = field(default_factory=Limits.default)
+    limits: Limits = field(default_factory=_DEFAULTS.frame_limits)
     # Connections not carrying an open websocket, before the oldest is closed.
-    max_pending: int = 512
+    max_pending: int = _DEFAULTS.max_pending_connections
     # The pending cap per address (IPv4, IPv6 /64), the peers exempt from it,
     # and the time a request head may take from its first byte (pending.py).
     max_pending_per_address: int = _DEFAULTS.max_pending_per_address
