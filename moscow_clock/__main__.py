@@ -20,7 +20,11 @@ def build(settings: Settings) -> Service:
     app = create_app(settings=settings)
     runtime = runtime_of(app)
     return Service(
-        app, runtime.ticker.drain, tuple(SECURITY_HEADERS.items()), shed_upgrades(runtime)
+        app,
+        runtime.ticker.drain,
+        tuple(SECURITY_HEADERS.items()),
+        shed_upgrades(runtime),
+        runtime.stats.server_protections.append,
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from .support.clients import scrape
 from .support.rawws import CLOSE, HANDSHAKE, client_frame, server_frames
 from .support.server import ServerProcess
 from .support.timing import scaled, wait_until
@@ -262,6 +263,11 @@ def probe(port: int, source: str = "127.0.0.1", timeout: float = 3) -> bool:
     return status_of(peer.data) == 200
 
 
+def protected(server: ServerProcess, action: str) -> float:
+    """moscow_clock_protections_total for one action, scraped now."""
+    return scrape(server).get(f'moscow_clock_protections_total{{action="{action}"}}', 0.0)
+
+
 def test_six_hundred_half_sent_heads_leave_healthz_answering(start_server: Start) -> None:
     """600 connections from 10 addresses, each sending half a request head
     and reopened when closed: more than the pending cap (512). Stalled heads
@@ -275,6 +281,15 @@ def test_six_hundred_half_sent_heads_leave_healthz_answering(start_server: Start
     answered = results.count(True)
     assert answered >= 27, f"{answered} of {len(results)} probes answered"
     assert reopened > 0  # the heads were closed and came back: the crowd held its size
+    # What the protections did is in /metrics (published once a second).
+    wait_until(
+        lambda: (
+            protected(server, "listener_paused") >= 1
+            and protected(server, "pending_evicted") + protected(server, "head_timed_out") >= 1
+        ),
+        5,
+        "the pauses and the heads closed counted in /metrics",
+    )
     assert "Traceback" not in server.log()
 
 
@@ -316,3 +331,6 @@ def test_the_per_address_cap_spares_trusted_proxies(start_server: Start) -> None
     assert kept_client == 8, kept_client
     assert kept_proxy == 30, kept_proxy
     assert answered
+    wait_until(
+        lambda: protected(server, "pending_refused") >= 22, 5, "the refusals counted in /metrics"
+    )

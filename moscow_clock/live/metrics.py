@@ -111,7 +111,9 @@ class Metrics:
         # of them: alert on its rate): inbound_shed, messages shed by the
         # process's inbound budget (INBOUND_RATE); inbound_paused,
         # connections not read for a while for it; inbound_closed, closed
-        # with 1008 for going on past their share.
+        # with 1008 for going on past their share; and the server layer's
+        # (docs/SECURITY.md): pending_evicted, pending_refused,
+        # head_timed_out, listener_paused, accept_failed.
         self.protections = Counter(
             "moscow_clock_protections",
             "Protections that acted on a client, by action",
@@ -282,6 +284,9 @@ class Metrics:
                 ("inbound_paused", inbound.paused),
                 ("inbound_closed", inbound.closed),
             ):
+                self._add(self.protections.labels(action), f"protections:{action}", count)
+        for counts in stats.server_protections:
+            for action, count in counts().items():
                 self._add(self.protections.labels(action), f"protections:{action}", count)
         for seconds in ticker.take_fanout_samples():
             self.fanout.observe(seconds)

@@ -5,6 +5,7 @@ metrics-library call."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..core.budget import Inbound
@@ -18,3 +19,6 @@ class Stats:
     # The server's inbound budget, as the first websocket brought it (its
     # scope's `core.budget.INBOUND` extension): what it shed.
     inbound: Inbound | None = None
+    # The server's own protections (pending cap, head timeout, listener
+    # pauses, failed accepts): each one's counts by action, since start.
+    server_protections: list[Callable[[], Mapping[str, int]]] = field(default_factory=list)

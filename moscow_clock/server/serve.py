@@ -18,7 +18,7 @@ import resource
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import NamedTuple
 
@@ -49,6 +49,9 @@ class Service(NamedTuple):
     drain: Callable[[float], Awaitable[object]]
     headers: Sequence[tuple[str, str]] = ()
     refuse_upgrade: layer.RefuseUpgrade | None = None
+    # Handed the server's count of what its protections did (by action,
+    # since start), for the app's metrics.
+    count_protections: Callable[[Callable[[], Mapping[str, int]]], None] | None = None
 
 
 type Build = Callable[[Settings], Service]
@@ -129,6 +132,8 @@ async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> No
     config = hypercorn_config(settings, service.headers, service.refuse_upgrade)
     if isinstance(config, layer.ServerConfig):  # failed accepts, counted and logged by errno
         config.gate.errors.install(asyncio.get_running_loop())
+        if service.count_protections is not None:
+            service.count_protections(config.protections)
     server = asyncio.create_task(hypercorn_serve(service.app, config, shutdown_trigger=drained))
     stopping = asyncio.create_task(stop.wait())
     pinging = asyncio.create_task(pinger.ping_forever(settings.ws_ping_interval))

@@ -67,6 +67,18 @@ class ServerConfig(Config):
         )
         self.gate.full = self.connections.full
 
+    def protections(self) -> dict[str, int]:
+        """What this layer's protections did since start, by action (the
+        app turns them into moscow_clock_protections_total)."""
+        connections, gate = self.connections, self.gate
+        return {
+            "pending_evicted": connections.evicted,
+            "pending_refused": connections.refused,
+            "head_timed_out": connections.timed_out,
+            "listener_paused": gate.pauses,
+            "accept_failed": gate.errors.count,
+        }
+
     def create_sockets(self) -> Sockets:
         """Hypercorn's sockets, each listening with the long kernel queue
         while asyncio takes `backlog` connections a round (listen.py)."""
