@@ -48,9 +48,8 @@ def member() -> Mock:
     return Mock(spec=["abort"])
 
 
-def answered(connections: Connections, m: Mock, address: str, at: float = 0.0) -> None:
-    """A connection that arrived, sent a whole request head and was answered:
-    idle now (keep-alive), waiting for its next request."""
+def answering(connections: Connections, m: Mock, address: str, at: float = 0.0) -> None:
+    """A connection that arrived and sent a whole request head: being answered."""
     connections.arrive(m, address, at)
     connections.reading(m, at)
     connections.received(m, at)
@@ -104,13 +103,29 @@ def test_a_busy_or_closing_connection_is_never_a_victim() -> None:
     listener = FakeListener()
     connections = Connections(2, listener=listener)
     busy, closing = member(), member()
-    answered(connections, busy, "10.0.0.1")
+    answering(connections, busy, "10.0.0.1")
     connections.arrive(closing, "10.0.0.1", 0.0)
     connections.leave(closing)  # upgraded, then closing: counted nowhere
     connections.arrive(member(), "10.0.0.2", 0.0)
     connections.sweep(60.0)
     busy.abort.assert_not_called()
     closing.abort.assert_not_called()
+
+
+def test_a_pipelined_request_is_not_a_victim_while_answered() -> None:
+    """Its head came while the one before was answered; Hypercorn marks the
+    connection idle after that response, then takes the buffered head at
+    once (no new bytes): it is being answered, not idle."""
+    listener = FakeListener()
+    connections = Connections(2, listener=listener)
+    pipelined = member()
+    answering(connections, pipelined, "10.0.0.1")
+    connections.received(pipelined, 0.1)  # the next request, while answering
+    connections.idle(pipelined, 0.2)  # the first response done
+    connections.head_done(pipelined)  # the buffered head taken
+    connections.arrive(member(), "10.0.0.2", 0.3)
+    connections.make_room(0.3)
+    pipelined.abort.assert_not_called()
 
 
 def test_a_head_not_whole_in_time_is_closed() -> None:
@@ -155,7 +170,7 @@ def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
     listener = FakeListener()
     connections = Connections(3, per_address=1, listener=listener)
     busy, first = member(), member()
-    answered(connections, busy, "10.0.0.1")
+    answering(connections, busy, "10.0.0.1")
     connections.arrive(first, "10.0.0.2", 0.0)
     extra = member()
     connections.arrive(extra, "10.0.0.2", 0.1)  # on probation, the cap reached
@@ -171,7 +186,7 @@ def test_newcomers_on_probation_are_the_first_to_make_room() -> None:
 def test_idle_keep_alives_do_not_count_per_address() -> None:
     connections = Connections(100, per_address=1)
     kept = member()
-    answered(connections, kept, "10.0.0.9")
+    answering(connections, kept, "10.0.0.9")
     connections.idle(kept, 0.1)
     assert connections.arrive(member(), "10.0.0.9", 0.2)
 

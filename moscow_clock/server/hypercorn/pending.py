@@ -187,19 +187,22 @@ class Connections:
             return
         entry.progress = now
         if entry.state == IDLE:
-            del self._idle[member]
-            if entry.group is not None:
-                self._groups.setdefault(entry.group, {})[member] = None
+            self._unidle(member, entry)
         if entry.state in (FRESH, IDLE):
             entry.state = HEAD
             entry.head_at = now
 
     def head_done(self, member: Member) -> None:
-        """A whole request head: it is being answered."""
+        """A whole request head: it is being answered. (From IDLE too: a
+        pipelined head, read while the one before was answered, is taken
+        with no new bytes after the connection was marked idle.)"""
         entry = self._entries.get(member)
-        if entry is not None and entry.state != IDLE:
-            entry.state = BUSY
-            entry.probation = False  # its head came whole: an ordinary client
+        if entry is None:
+            return
+        if entry.state == IDLE:
+            self._unidle(member, entry)
+        entry.state = BUSY
+        entry.probation = False  # its head came whole: an ordinary client
 
     def idle(self, member: Member, now: float) -> None:
         """Answered; waiting for its next request."""
@@ -315,6 +318,12 @@ class Connections:
         else:
             self._ungroup(member, entry)
         return entry
+
+    def _unidle(self, member: Member, entry: Entry) -> None:
+        """No longer among the idle: counted per address again."""
+        del self._idle[member]
+        if entry.group is not None:
+            self._groups.setdefault(entry.group, {})[member] = None
 
     def _ungroup(self, member: Member, entry: Entry) -> None:
         if entry.group is None:
