@@ -30,7 +30,7 @@ from wsproto.connection import ConnectionState
 
 from moscow_clock.core.budget import Budget, Limits
 from moscow_clock.core.ratelimit import Every
-from moscow_clock.core.wire import FRAME, PREFRAMED, ends_with_client_close, text_frame
+from moscow_clock.core.wire import FRAME, PREFRAMED, WRITE_NOW, ends_with_client_close, text_frame
 from moscow_clock.server import pinger
 from moscow_clock.server.hypercorn import guard
 from moscow_clock.server.hypercorn.h11 import H11Protocol, H11WSConnection, LazyEvent
@@ -759,6 +759,45 @@ def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> Non
     assert guard.holds("asyncio.streams")
     assert guard.holds("wsproto.connection")
     assert not guard.holds("nothing.by.this.name")
+
+
+async def test_write_now_writes_at_once_or_not_at_all_then_holds_to_the_send_timeout() -> None:
+    """A tick handed to write_now: written there and then; the next one,
+    while the first still waits for the socket, not written at all (the
+    app skips it); and the waiting bytes are held to SEND_TIMEOUT as any
+    write is: then the connection is reset."""
+    writer = StuckWriter()
+    server = TCPServer(
+        AsyncMock(),
+        asyncio.get_running_loop(),
+        config(),
+        WorkerContext(None),
+        {},
+        Mock(),
+        writer,  # type: ignore[arg-type]
+    )
+    server.protocol = AsyncMock()
+    server._task_group = Mock()
+    started = asyncio.get_running_loop().time()
+    assert server.write_now(b"tick")
+    assert writer.transport.buffered == 4
+    assert not server.write_now(b"next")  # the first still waits: skipped
+    assert writer.transport.buffered == 4
+    await until(lambda: writer.transport.aborted, SEND_TIMEOUT + 1, "reset after the send timeout")
+    assert asyncio.get_running_loop().time() - started >= SEND_TIMEOUT
+    assert not server.write_now(b"late")  # cut off: nothing written
+    assert writer.transport.buffered == 4
+
+
+async def test_a_websocket_over_http_1_1_advertises_write_now() -> None:
+    """The app's scope carries the stream's write_now (core/wire.py,
+    WRITE_NOW), which writes nothing outside a real connection."""
+    stream, _, _ = await accepted_stream()
+    scope: Any = {"type": "websocket", "extensions": {}}
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        await group.spawn_app(ASGIWrapper(AsyncMock()), config(), scope, stream.app_send)  # type: ignore[arg-type]
+    assert scope["extensions"][PREFRAMED] == {WRITE_NOW: stream.write_now}
+    assert not stream.write_now(b"tick")  # no TCP connection under it here
 
 
 async def test_the_stream_protocol_drain_waiters_are_a_list() -> None:

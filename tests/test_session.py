@@ -161,3 +161,27 @@ async def test_a_session_attaches_the_frame_only_when_the_server_advertises_it()
         session = Session(send, lambda: NOW, 10.0, Stats(), preframed=preframed)
         assert session.offer(broadcast)
         assert sent == [broadcast.framed if preframed else broadcast.plain]
+
+
+async def test_a_server_that_writes_at_once_is_handed_the_frame_and_no_send() -> None:
+    """With the server's write_now (core/wire.py, WRITE_NOW) a tick is one
+    call, no send and no task; a tick it cannot take at once is skipped."""
+    broadcast = Broadcast.of(make_tick(1000))
+    sent: list[object] = []
+    written: list[bytes] = []
+    room = [True, False]
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    def write_now(frame: bytes) -> bool:
+        written.append(frame)
+        return room.pop(0)
+
+    session = Session(send, lambda: NOW, 10.0, Stats(), preframed=True, write_now=write_now)
+    tasks = len(asyncio.all_tasks())
+    assert session.offer(broadcast)
+    assert not session.offer(broadcast)  # the socket still busy: skipped
+    assert written == [broadcast.frame, broadcast.frame]
+    assert sent == []
+    assert len(asyncio.all_tasks()) == tasks

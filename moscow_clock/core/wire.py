@@ -6,6 +6,14 @@ that advertises `PREFRAMED` in `scope["extensions"]` accepts a
 `"websocket.send"` that carries `"frame"`: the complete, unmasked frame for its
 `"text"`, written to the socket as is. A server that does not advertise it
 sends `"text"` as usual, so the app works on any ASGI server.
+
+The extension's value may carry `WRITE_NOW`: a plain function taking a
+finished frame that writes it to the socket there and then, returning True,
+or returns False without writing anything when the connection cannot take it
+at once (an earlier write still waiting for the socket, or the websocket
+closing). A tick is the same for every client and a late one is replaced by
+the next: the app skips a tick that could not be written, instead of awaiting
+a send per client. (What it saves per client is in docs/PERFORMANCE.md.)
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import struct
 
 PREFRAMED = "moscow_clock.preframed"
 FRAME = "frame"
+WRITE_NOW = "write_now"
 
 
 def text_frame(text: str) -> bytes:

@@ -48,6 +48,7 @@ class Session:
         stats: Stats,
         *,
         preframed: bool = False,
+        write_now: Callable[[bytes], bool] | None = None,
         page_clock: Callable[[], PageClock] = lambda: UNVERIFIED_PAGE,
     ) -> None:
         self._send = send
@@ -58,6 +59,8 @@ class Session:
         self._stats = stats
         # The server writes a finished frame as is (core.wire.PREFRAMED).
         self._preframed = preframed
+        # ...and writes one at once, or says it cannot (core.wire.WRITE_NOW).
+        self._write_now = write_now
         self._busy = False  # a tick is still being written
         # Strong references to writes still waiting for the socket.
         self._writing: asyncio.Task[None] | None = None
@@ -69,9 +72,14 @@ class Session:
 
         An eager task runs the write at once: when the kernel takes the bytes
         (nearly always) it is finished before this returns, with no task
-        switch; only a write that must wait lives on as a task."""
+        switch; only a write that must wait lives on as a task. A server
+        that writes frames at once (core.wire.WRITE_NOW) is handed the frame:
+        no task, no send; it skips the tick itself if the socket is still
+        busy with an earlier one."""
         if self._busy or self.closed_with is not None:
             return False
+        if self._write_now is not None:
+            return self._write_now(broadcast.frame)
         self._busy = True
         message = broadcast.framed if self._preframed else broadcast.plain
         # (Python 3.13.0 needs the loop passed when eager_start is set.)

@@ -64,11 +64,13 @@ class Broadcast:
     tick: Tick
     plain: Message  # for any ASGI server
     framed: Message  # with the finished frame, for a server that advertises it
+    frame: bytes  # the finished frame, for a server that writes it at once
 
     @classmethod
     def of(cls, tick: Tick) -> Broadcast:
         plain = {"type": "websocket.send", "text": tick.text}
-        return cls(tick, plain, {**plain, FRAME: text_frame(tick.text)})
+        frame = text_frame(tick.text)
+        return cls(tick, plain, {**plain, FRAME: frame}, frame)
 
     @property
     def epoch_ms(self) -> int:

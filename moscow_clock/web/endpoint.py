@@ -14,7 +14,7 @@ from ..core.asgi import ASGIApp, Receive, Scope, Send
 from ..core.budget import INBOUND
 from ..core.request_head import head_size
 from ..core.security_headers import with_security_headers
-from ..core.wire import PREFRAMED
+from ..core.wire import PREFRAMED, WRITE_NOW
 from ..live.admission import NOT_HERE, Admitted, Refusal, screen
 from ..live.session import SHUTTING_DOWN, Session
 from ..live.ticker import TickerClosed
@@ -58,6 +58,7 @@ class WebsocketEndpoint:
                 runtime.settings.ws_message_rate,
                 runtime.stats,
                 preframed=PREFRAMED in extensions,
+                write_now=(extensions.get(PREFRAMED) or {}).get(WRITE_NOW),
                 page_clock=lambda: runtime.clock_monitor.page_clock,
             )
             try:

@@ -24,7 +24,7 @@ from hypercorn.typing import (
 )
 
 from ...core.budget import INBOUND
-from ...core.wire import PREFRAMED
+from ...core.wire import PREFRAMED, WRITE_NOW
 from .inbound import inbound_of
 
 
@@ -156,7 +156,7 @@ class TaskGroup(task_group.TaskGroup):
 
     - hands the app an `AppInbox` instead of an `asyncio.Queue`;
     - advertises pre-framed sends (core/wire.py) on websocket scopes, which
-      `streams.WSStream.app_send` honours;
+      `streams.WSStream.app_send` honours, and its `write_now` with them;
     - hands the app the process's inbound budget (`inbound.py`) on them,
       for its metrics.
     """
@@ -170,7 +170,10 @@ class TaskGroup(task_group.TaskGroup):
     ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
         inbox = AppInbox(config.max_app_queue_size)
         if scope["type"] == "websocket":
-            scope["extensions"][PREFRAMED] = {}
+            # `send` is the stream's app_send; a stream that can write a
+            # frame at once (streams.WSStream over HTTP/1.1) says so.
+            write_now = getattr(getattr(send, "__self__", None), "write_now", None)
+            scope["extensions"][PREFRAMED] = {} if write_now is None else {WRITE_NOW: write_now}
             if (inbound := inbound_of(config)) is not None:
                 extensions = cast(dict[str, object], scope["extensions"])
                 extensions[INBOUND] = inbound

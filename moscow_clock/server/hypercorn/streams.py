@@ -17,6 +17,7 @@ from typing import Any, cast
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, EndBody, Event, Response, StreamClosed
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.typing import (
     AppWrapper,
     ASGISendEvent,
@@ -71,7 +72,10 @@ class WSStream(ws_stream.WSStream):
        upstream issue.)
     3. **Ticks are framed once** (`app_send`): a `websocket.send` carrying
        the finished frame (core/wire.py, advertised by `inbox.TaskGroup`) is
-       written as is. (An extension of this service; keep.)
+       written as is; and over HTTP/1.1 the app may hand a frame to
+       `write_now`, a plain function that writes it to the socket at once
+       or says it cannot: no send, coroutine or task per client and tick.
+       (An extension of this service; keep.)
     4. **No permessage-deflate** (`_accept`): Hypercorn always accepts it,
        and every browser offers it: ~100 KB of zlib state per connection to
        compress ~70-byte ticks. The client's offer is ignored. (Upstream:
@@ -120,6 +124,9 @@ class WSStream(ws_stream.WSStream):
         super().__init__(app, config, context, task_group, ssl, client, server, send, stream_id)
         self.options = options_of(config)
         self.tcp: TCPServer | None = current.get()  # None outside a real connection (tests)
+        # Over HTTP/1.1 a frame is the connection's bytes as is (over HTTP/2
+        # it travels inside the protocol's own frames: `send` only).
+        self._direct = isinstance(getattr(send, "__self__", None), H11Protocol)
         self.budget: Budget | None = None  # from the accept on
         self.close_sent = False  # our close frame is out (or the stream is failing)
         self.app_told = False  # the app has had its websocket.disconnect
@@ -380,6 +387,12 @@ class WSStream(ws_stream.WSStream):
             headers = merged(cast(dict[str, Any], message)["headers"], self.options.headers)
             message = cast(ASGISendEvent, {**message, "headers": headers})
         return super().app_send(message)
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write a finished frame now (True), or nothing if the connection
+        cannot take it at once (False; core/wire.py, WRITE_NOW)."""
+        tcp = self.tcp
+        return tcp is not None and self._direct and self.writable and tcp.write_now(frame)
 
     @property
     def writable(self) -> bool:

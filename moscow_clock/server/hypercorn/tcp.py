@@ -108,6 +108,7 @@ class TCPServer(tcp_server.TCPServer):
         ours = isinstance(config, ServerConfig)
         self.connections: Connections | None = config.connections if ours else None  # type: ignore[attr-defined]
         self.counted = False  # in the pending cap now
+        self._draining: asyncio.Future[None] | None = None  # a write_now's drain, if waiting
         self.aborted = False
         self._reading_since: float | None = None  # a read is blocked since then
         self._read_deadline: asyncio.TimerHandle | None = None  # one timer, moved as it fires
@@ -244,6 +245,28 @@ class TCPServer(tcp_server.TCPServer):
                 await self.writer.drain()
         except (TimeoutError, ConnectionError, RuntimeError):
             self.abort()
+
+    def write_now(self, data: bytes) -> bool:
+        """`data` written now (True), unless the socket is still busy with
+        an earlier write or closing (False: nothing written). Bytes the
+        kernel did not take at once are held to `send_timeout` as
+        `protocol_send` holds them."""
+        transport = self.writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        transport.write(data)
+        if transport.get_write_buffer_size():
+            self._draining = asyncio.ensure_future(self._drained())
+        return True
+
+    async def _drained(self) -> None:
+        try:
+            async with asyncio.timeout(self.options.send_timeout):
+                await self.writer.drain()
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self.abort()
+        finally:
+            self._draining = None
 
     async def _close(self) -> None:
         async with asyncio.timeout(self.options.send_timeout) as deadline:
