@@ -233,8 +233,10 @@ async def test_a_killed_worker_is_replaced_and_the_others_clients_keep_theirs(
     while {victim, survivor} - {worker_of(ws, workers) for ws in clients}:
         assert len(clients) < 64, "one worker takes every connection"
         clients += await connected(server, 2)
-    on_victim = [ws for ws in clients if worker_of(ws, workers) == victim]
-    kept = [ws for ws in clients if ws not in on_victim]
+    owners = [worker_of(ws, workers) for ws in clients]
+    assert None not in owners, owners
+    on_victim = [ws for ws, owner in zip(clients, owners, strict=True) if owner == victim]
+    kept = [ws for ws, owner in zip(clients, owners, strict=True) if owner == survivor]
     os.kill(victim, signal.SIGKILL)
     for ws in on_victim:
         assert await close_code(ws, GONE_WITHIN_S) == 1006  # gone with its worker
@@ -325,7 +327,9 @@ def worker_of(ws: websockets.ClientConnection, workers: list[int]) -> int | None
     inode = None
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[2].split(":")[1], 16) == port:
+        # (An earlier connection from the same port may linger in TIME_WAIT,
+        # with inode 0: not this one.)
+        if int(fields[2].split(":")[1], 16) == port and fields[9] != "0":
             inode = fields[9]
     for pid in workers:
         with suppress(OSError):
