@@ -12,7 +12,8 @@ and frozen object counts with the commonest types among the unfrozen; and,
 from `PROBE_TRACE_AT` seconds on, tracemalloc's traced total, with a
 snapshot dumped at each sample (`snap-<seconds>.tm`, compare them with
 `python -m bench.probe --compare A B`). `PROBE_TRIM_AT=300,480`: at those
-seconds, `malloc_trim(0)` once, its duration and the RSS it gave back.
+seconds, `malloc_trim(0)` once (the collector's own trims are timed at
+every sample: `policy_trims_ms`), its duration and the RSS it gave back.
 `PROBE_SWEEP_AT=570`: then, once, what the hourly sweep would do (unfreeze,
 collect, freeze): the objects it found and the pymalloc bytes it freed.
 """
@@ -36,6 +37,9 @@ FIELDS = (
     "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
     "fordblks", "keepcost",
 )  # fmt: skip
+
+
+TRIMS_MS: list[float] = []  # the policy's malloc_trim calls since the last sample
 
 
 class MallInfo2(ctypes.Structure):
@@ -118,6 +122,9 @@ def sampler(
                 libc.malloc_trim(0)
                 row["trim_ms"] = (time.perf_counter() - begun) * 1000
                 row["trim_freed"] = before - rss()
+            if TRIMS_MS:
+                row["policy_trims_ms"] = [round(ms, 2) for ms in TRIMS_MS]
+                TRIMS_MS.clear()
             if sweep_at is not None and t >= sweep_at:
                 sweep_at = None  # once: how much garbage the frozen objects held
                 before = pymalloc().get("bytes in allocated blocks", 0)
@@ -162,6 +169,18 @@ def main() -> None:
         daemon=True,
     ).start()
     from moscow_clock.__main__ import main as serve
+    from moscow_clock.server import collector
+
+    real = collector.malloc_trim()
+    if real is not None:
+
+        def timed() -> object:
+            begun = time.perf_counter()
+            real()
+            TRIMS_MS.append((time.perf_counter() - begun) * 1000)
+            return None
+
+        collector.malloc_trim = lambda: timed  # the policy's trims, timed
 
     sys.exit(serve())
 
