@@ -129,7 +129,17 @@ def sampler(
                 sweep_at = None  # once: how much garbage the frozen objects held
                 before = pymalloc().get("bytes in allocated blocks", 0)
                 gc.unfreeze()
+                gc.set_debug(gc.DEBUG_SAVEALL)
                 row["sweep_found"] = gc.collect()
+                gc.set_debug(0)
+                kinds = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+                row["sweep_types"] = dict(kinds.most_common(40))
+                row["sweep_samples"] = [
+                    repr(o)[:160]
+                    for o in gc.garbage
+                    if type(o).__qualname__ in ("coroutine", "frame", "Task", "function", "cell")
+                ][:40]
+                gc.garbage.clear()
                 gc.freeze()
                 row["sweep_freed"] = before - pymalloc().get("bytes in allocated blocks", 0)
             samples.write(json.dumps(row) + "\n")
@@ -171,7 +181,7 @@ def main() -> None:
     from moscow_clock.__main__ import main as serve
     from moscow_clock.server import collector
 
-    real = collector.malloc_trim()
+    real = collector.malloc_trim() if hasattr(collector, "malloc_trim") else None
     if real is not None:
 
         def timed() -> object:

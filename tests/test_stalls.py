@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-import platform
 from typing import Any
 
 import pytest
@@ -17,7 +15,7 @@ from moscow_clock.live.session import shutting_down
 from moscow_clock.live.stalls import GcPauses, LoopLag
 from moscow_clock.live.ticker import reconnect_spread_s
 from moscow_clock.server import pinger
-from moscow_clock.server.collector import GcPolicy, malloc_trim
+from moscow_clock.server.collector import GcPolicy
 
 
 def test_a_stall_is_ours_if_we_were_on_the_cpu_for_it() -> None:
@@ -149,62 +147,6 @@ async def test_policy_freezes_what_a_long_full_collection_left() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-
-
-class Trims:
-    """The policy's `malloc_trim`: counts its calls, and wakes a waiter."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.called = asyncio.Event()
-
-    def __call__(self) -> int:
-        self.calls += 1
-        self.called.set()
-        return 1
-
-
-async def test_policy_gives_free_memory_back_after_a_freeze_a_sweep_and_every_interval() -> None:
-    """Freed memory goes back to the kernel, not only to malloc (issue 18:
-    the RSS crept up under churn while Python's heap stayed flat)."""
-    trims = Trims()
-    policy = GcPolicy(sweep_every=3600, trim_every=0.01, clock=Stopwatch(0.0), trim=trims)
-    policy.freeze_survivors()
-    assert trims.calls == 1
-    policy.sweep()
-    assert trims.calls == 2
-    gc.unfreeze()
-    task = asyncio.create_task(policy.run(wall=lambda: 0.3))  # just after a fan-out
-    try:
-        for _ in range(3):  # and again at each interval
-            trims.called.clear()
-            await asyncio.wait_for(trims.called.wait(), 10)
-        assert policy.sweeps == 1  # the interval's trims are not sweeps
-        assert policy.trims == trims.calls >= 5
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-def test_malloc_trim_returns_what_malloc_kept() -> None:
-    """Blocks freed between survivors stay in malloc's heap (the top is
-    pinned, so it cannot shrink): RSS comes back only with the trim."""
-    trim = malloc_trim()
-    assert trim is not None
-    blocks = [bytearray(1000) for _ in range(60_000)]  # ~60 MB of malloc's small blocks
-    kept = blocks[::64]
-    del blocks  # all but one in 64 freed; the last ones keep the heap's top
-    before = _rss()
-    trim()
-    assert before - _rss() > 30 * 2**20
-    del kept
 
 
 @pytest.mark.parametrize(("count", "parts"), [(0, 5), (7, 3), (10_000, 200), (3, 10)])
