@@ -52,6 +52,8 @@ SERVERS = {
     "moscow_clock": [sys.executable, "-m", "moscow_clock"],
     "reference": [sys.executable, "-m", "bench.reference_app"],
     "naive": [sys.executable, "-m", "bench.naive_app"],
+    # This checkout's server with a sampler thread inside (bench/probe.py).
+    "probed": [sys.executable, "-m", "bench.probe"],
     # The second yardstick: the same clock on Node's `ws` (package.json, `npm ci`).
     "node-ws": ["node", "bench/reference_ws.mjs"],
 }

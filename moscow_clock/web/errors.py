@@ -31,6 +31,7 @@ def register_error_pages(app: Quart) -> None:
 
 
 async def _http_error(error: HTTPException) -> Response:
+    _forget(error)
     status = error.code or 500
     if _wants_json():
         response = jsonify(error=error.name, status=status)
@@ -48,6 +49,17 @@ async def _http_error(error: HTTPException) -> Response:
     return response
 
 
+def _forget(error: Exception) -> None:
+    """Break the cycle an answered error would die in: its traceback's frames
+    hold the request, and the request holds a routing error (a 404, a 405)
+    as its `routing_exception`. Left to the collector, it could be frozen
+    with the request while in flight and outlive it (server/collector.py;
+    issue 18: every 404 kept its whole connection that way)."""
+    error.__traceback__ = None
+    if has_request_context() and request.routing_exception is error:
+        request.routing_exception = None
+
+
 async def _unexpected_error(error: Exception) -> Response:
     where = f"{request.method} {request.path}" if has_request_context() else websocket.path
     if _tracebacks.due(time.monotonic()):
@@ -57,6 +69,7 @@ async def _unexpected_error(error: Exception) -> Response:
             _tracebacks.take_suppressed(),
             exc_info=error,
         )
+    _forget(error)
     return await _http_error(InternalServerError())
 
 
