@@ -33,7 +33,9 @@ run: $(RUN_VENV)/.installed ## serve the clock on http://127.0.0.1:8000 (HOST, P
 
 # The fast tier, for the edit loop: lint, types, and the tests that start no
 # server, browser or container (unit, app and property tests).
-FAST_TESTS := -m "not server and not browser and not image"
+# They share nothing, so they run on two cores (pytest-xdist); the slow tiers
+# run one at a time, as servers under load must not share the machine.
+FAST_TESTS := -m "not server and not browser and not image" -n 2
 
 lint: $(TEST_VENV)/.installed ## ruff (lint and format) and mypy --strict
 	$(TEST_VENV)/bin/ruff check --no-cache .

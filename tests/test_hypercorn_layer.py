@@ -761,6 +761,27 @@ def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> Non
     assert not guard.holds("nothing.by.this.name")
 
 
+async def test_abort_after_the_connections_task_group_finished_is_quiet() -> None:
+    """The pending cap's sweep may abort a connection whose run() is ending:
+    its task group refuses new tasks (RuntimeError), which must not stop
+    the sweep."""
+    writer = StuckWriter()
+    server = TCPServer(
+        AsyncMock(),
+        asyncio.get_running_loop(),
+        config(),
+        WorkerContext(None),
+        {},
+        Mock(),
+        writer,  # type: ignore[arg-type]
+    )
+    server.protocol = AsyncMock()
+    server._task_group = Mock()
+    server._task_group.spawn.side_effect = RuntimeError("TaskGroup is finished")
+    server.abort()
+    assert writer.transport.aborted
+
+
 async def test_write_now_writes_at_once_or_not_at_all_then_holds_to_the_send_timeout() -> None:
     """A tick handed to write_now: written there and then; the next one,
     while the first still waits for the socket, not written at all (the

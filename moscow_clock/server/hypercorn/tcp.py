@@ -285,7 +285,11 @@ class TCPServer(tcp_server.TCPServer):
         if group is not None and "protocol" in self.__dict__:  # (gone once run() ends)
             # Not awaited: the app may be blocked on this very send while
             # the disconnect waits for room in the app's full queue.
-            group.spawn(self.protocol.handle, Closed())
+            with suppress(RuntimeError):
+                # Its task group finished already (run() is ending): its
+                # streams have heard the end, and the sweep that called this
+                # goes on to the next connection.
+                group.spawn(self.protocol.handle, Closed())
 
     # --- the pending cap (pending.py) ------------------------------------
 
