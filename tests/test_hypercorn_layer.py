@@ -374,7 +374,8 @@ class StuckWriter:
         await asyncio.Event().wait()
 
 
-async def test_a_writer_that_never_drains_is_reset_after_the_send_timeout() -> None:
+def stuck_server() -> tuple[TCPServer, StuckWriter]:
+    """A connection whose peer never reads, its protocol and task group doubles."""
     writer = StuckWriter()
     server = TCPServer(
         AsyncMock(),
@@ -387,6 +388,11 @@ async def test_a_writer_that_never_drains_is_reset_after_the_send_timeout() -> N
     )
     server.protocol = AsyncMock()
     server._task_group = Mock()
+    return server, writer
+
+
+async def test_a_writer_that_never_drains_is_reset_after_the_send_timeout() -> None:
+    server, writer = stuck_server()
     started = asyncio.get_running_loop().time()
     await asyncio.wait_for(server.protocol_send(RawData(data=b"tick")), scaled(1))
     assert asyncio.get_running_loop().time() - started >= SEND_TIMEOUT
@@ -765,18 +771,7 @@ async def test_abort_after_the_connections_task_group_finished_is_quiet() -> Non
     """The pending cap's sweep may abort a connection whose run() is ending:
     its task group refuses new tasks (RuntimeError), which must not stop
     the sweep."""
-    writer = StuckWriter()
-    server = TCPServer(
-        AsyncMock(),
-        asyncio.get_running_loop(),
-        config(),
-        WorkerContext(None),
-        {},
-        Mock(),
-        writer,  # type: ignore[arg-type]
-    )
-    server.protocol = AsyncMock()
-    server._task_group = Mock()
+    server, writer = stuck_server()
     server._task_group.spawn.side_effect = RuntimeError("TaskGroup is finished")
     server.abort()
     assert writer.transport.aborted
@@ -787,18 +782,7 @@ async def test_write_now_writes_at_once_or_not_at_all_then_holds_to_the_send_tim
     while the first still waits for the socket, not written at all (the
     app skips it); and the waiting bytes are held to SEND_TIMEOUT as any
     write is: then the connection is reset."""
-    writer = StuckWriter()
-    server = TCPServer(
-        AsyncMock(),
-        asyncio.get_running_loop(),
-        config(),
-        WorkerContext(None),
-        {},
-        Mock(),
-        writer,  # type: ignore[arg-type]
-    )
-    server.protocol = AsyncMock()
-    server._task_group = Mock()
+    server, writer = stuck_server()
     started = asyncio.get_running_loop().time()
     assert server.write_now(b"tick")
     assert writer.transport.buffered == 4

@@ -8,52 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Self
 
-from .server import free_port
+from .tcp_proxy import TcpProxy
 
 
-class DelayProxy:
+class DelayProxy(TcpProxy):
     def __init__(self, upstream_port: int, delay_s: float) -> None:
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.delay_s = delay_s
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._server.close_clients()
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            writer.close()
-            self._tasks.discard(task)
-            return
-        try:
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
-        finally:
-            for w in (writer, up_writer):
-                w.close()
-            self._tasks.discard(task)
+    async def relay(
+        self,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        await asyncio.gather(self._pump(client[0], upstream[1]), self._pump(upstream[0], client[1]))
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Forward each chunk `delay_s` after it arrived, in order."""

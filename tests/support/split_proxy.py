@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Self
 
-from .server import free_port
+from .tcp_proxy import TcpProxy
 
 # Where the headers end: an HTML response is recognised by its Content-Type.
 HEADERS_END = b"\r\n\r\n"
@@ -22,52 +21,22 @@ HTML_TYPE = b"content-type: text/html"
 PAGE_END = b"</html>"
 
 
-class SplitProxy:
+class SplitProxy(TcpProxy):
     def __init__(self, upstream_port: int, marker: bytes, hold_s: float) -> None:
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.marker = marker
         self.hold_s = hold_s
-        self.port = free_port()
         self.held = 0  # pages delivered in two parts
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._server.close_clients()
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            writer.close()
-            self._tasks.discard(task)
-            return
-        try:
-            with contextlib.suppress(OSError):
-                await asyncio.gather(
-                    self._pump(reader, up_writer), self._pump_split(up_reader, writer)
-                )
-        finally:
-            for w in (writer, up_writer):
-                w.close()
-            self._tasks.discard(task)
+    async def relay(
+        self,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        with contextlib.suppress(OSError):
+            await asyncio.gather(
+                self._pump(client[0], upstream[1]), self._pump_split(upstream[0], client[1])
+            )
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
