@@ -6,6 +6,8 @@ test_frames.py, test_hostile.py and test_server.py check them end to end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import socket
@@ -764,6 +766,7 @@ def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> Non
     """Each saving is skipped where its fingerprint differs; here, none is."""
     assert guard.holds("asyncio.streams")
     assert guard.holds("wsproto.connection")
+    assert guard.holds("asyncio.selector_events:_Selector")
     assert not guard.holds("nothing.by.this.name")
 
 
@@ -792,6 +795,76 @@ async def test_write_now_writes_at_once_or_not_at_all_then_holds_to_the_send_tim
     assert asyncio.get_running_loop().time() - started >= SEND_TIMEOUT
     assert not server.write_now(b"late")  # cut off: nothing written
     assert writer.transport.buffered == 4
+
+
+async def real_connection(send_timeout: float = SEND_TIMEOUT) -> tuple[TCPServer, socket.socket]:
+    """A TCPServer over asyncio's own socket transport, and its peer."""
+    ours, peer = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    server = TCPServer(
+        AsyncMock(), asyncio.get_running_loop(), config(), WorkerContext(None), {}, reader, writer
+    )
+    server.options = dataclasses.replace(server.options, send_timeout=send_timeout)
+    server.protocol = AsyncMock()
+    server._task_group = Mock()
+    return server, peer
+
+
+async def test_write_now_hands_a_tick_straight_to_the_socket() -> None:
+    """With nothing waiting in asyncio's buffer, the frame goes to the
+    socket's send() as write() itself would send it, without write()'s
+    wrapping (tcp.py, change 8)."""
+    server, peer = await real_connection()
+    transport: Any = server.writer.transport
+    transport.write = Mock(wraps=transport.write)
+    with peer:
+        assert server.write_now(b"tick")
+        assert server.write_now(b"tock")
+        assert peer.recv(64) == b"ticktock"
+        transport.write.assert_not_called()
+        assert server._draining is None
+        server.writer.close()
+
+
+async def test_what_the_kernel_does_not_take_waits_in_the_transport_in_order() -> None:
+    """A frame larger than the socket takes at once: the rest waits in
+    asyncio's buffer, the next tick is skipped while it does, and once the
+    peer reads, every byte arrives once and in order and ticks go at once
+    again."""
+    server, peer = await real_connection(send_timeout=scaled(30))
+    big = bytes(range(256)) * 4096  # 1 MiB: more than any socket buffer here
+    with peer:
+        peer.setblocking(False)
+        assert server.write_now(big)
+        assert server.writer.transport.get_write_buffer_size() > 0
+        assert server._draining is not None
+        assert not server.write_now(b"skipped")
+        received = bytearray()
+
+        def read() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                received.extend(peer.recv(1 << 20))
+            return len(received) >= len(big)
+
+        await until(read, scaled(5), "the peer read the whole frame")
+        await until(lambda: server._draining is None, scaled(5), "the drain ended")
+        assert bytes(received) == big
+        assert server.write_now(b"tick")
+        await until(lambda: read() or bytes(received[len(big) :]) == b"tick", scaled(5), "tick")
+        assert bytes(received) == big + b"tick"
+        assert not server.aborted
+        server.writer.close()
+
+
+async def test_write_now_to_a_peer_gone_ends_the_transport_as_write_would() -> None:
+    """A send that fails (the peer closed its end) is handed to asyncio's
+    write(), which ends the transport as it always does; nothing is said
+    written, and nothing more is tried."""
+    server, peer = await real_connection()
+    peer.close()
+    assert not server.write_now(b"tick")
+    assert server.writer.transport.is_closing()
+    assert not server.write_now(b"tock")
 
 
 async def test_a_websocket_over_http_1_1_advertises_write_now() -> None:

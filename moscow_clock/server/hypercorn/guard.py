@@ -94,6 +94,11 @@ OPTIONAL: Mapping[str, str] = {
     "asyncio.selector_events:BaseSelectorEventLoop._start_serving": "5b4f8624acd2d619",
     "asyncio.selector_events:BaseSelectorEventLoop._accept_connection": "0cc21edb204919f0",
     "asyncio.selector_events:events.Handle.__init__": "30d3624f79a99a60",
+    # tcp.py: a tick written straight to the socket when the transport holds
+    # nothing (the first step of its write(), without the rest)
+    "asyncio.selector_events:_SelectorTransport.__init__": "862e8f93f96152fa",
+    "asyncio.selector_events:_SelectorSocketTransport.__init__": "f65ef871d8329c07",
+    "asyncio.selector_events:_SelectorSocketTransport.write": "1b7042f45fbf2e07",
     # streams.py: wsproto's event queue
     "wsproto.connection:Connection.__init__": "2aa4c1439d32bd59",
     "wsproto.connection:Connection.receive_data": "046f0bbb05b365e3",
@@ -135,9 +140,10 @@ def fingerprint(target: str) -> str:
 
 
 @functools.cache
-def holds(prefix: str) -> bool:
-    """Every `OPTIONAL` fingerprint whose name starts with `prefix` matches."""
-    names = [name for name in OPTIONAL if name.startswith(prefix)]
+def holds(*prefixes: str) -> bool:
+    """Every `OPTIONAL` fingerprint whose name starts with one of `prefixes`
+    matches."""
+    names = [name for name in OPTIONAL if name.startswith(prefixes)]
     return bool(names) and all(fingerprint(name) == OPTIONAL[name] for name in names)
 
 

@@ -20,7 +20,7 @@ queue rather than being accepted and reset; and when accept() fails for
 want of descriptors, the listener rests briefly instead of retrying in a
 loop. Pausing stops asyncio's reading of the listening socket, which no
 public API offers: the reader asyncio registered is kept and put back
-(`guard.holds("asyncio.selector_events")`; where that differs, or on
+(its fingerprints in guard.py, `OPTIONAL`; where one differs, or on
 another event loop, the gate never pauses and the cap falls back to
 closing the newcomer).
 """
@@ -213,7 +213,7 @@ def _pausable_loop() -> asyncio.AbstractEventLoop | None:
     except RuntimeError:
         return None
     if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop) and guard.holds(
-        "asyncio.selector_events"
+        "asyncio.selector_events:BaseSelectorEventLoop", "asyncio.selector_events:events"
     ):
         return loop
     return None

@@ -49,6 +49,18 @@ SWEEP_PAUSED_S = 0.05  # while the listener is paused
 current: ContextVar[TCPServer | None] = ContextVar("moscow_clock_connection", default=None)
 
 
+def _socket_transport() -> type | None:
+    """asyncio's socket transport, if it is the one `write_now` was written
+    against (change 8)."""
+    if guard.holds("asyncio.selector_events:_Selector"):
+        transport: type = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+        return transport
+    return None
+
+
+_SOCKET_TRANSPORT: Any = _socket_transport()
+
+
 class TCPServer(tcp_server.TCPServer):
     """Changes, each until Hypercorn has its own (then drop the override):
 
@@ -91,6 +103,17 @@ class TCPServer(tcp_server.TCPServer):
        stream protocol's drain waiters are a list, not a deque that allocates
        760 bytes up front for the one waiter there ever is (`__init__`,
        skipped unless `guard.holds("asyncio.streams")`).
+    8. **A tick goes straight to the socket** (`write_now`): with nothing
+       in asyncio's write buffer, the frame is handed to the socket's
+       `send()` as the transport's own `write()` would first do, without
+       its checks for what a websocket never does (`write_eof`, `sendfile`)
+       or summing the empty buffer's lengths twice: per client and tick,
+       that wrapping was a large share of the process's own CPU
+       (docs/PERFORMANCE.md). What the kernel does not take goes to the
+       transport's `write()`, and an error on the socket too, so both end
+       as they always did. (Skipped unless
+       `guard.holds("asyncio.selector_events:_Selector")`, and on another
+       event loop's transports.)
     """
 
     def __init__(
@@ -251,11 +274,31 @@ class TCPServer(tcp_server.TCPServer):
         an earlier write or closing (False: nothing written). Bytes the
         kernel did not take at once are held to `send_timeout` as
         `protocol_send` holds them."""
-        transport = self.writer.transport
-        if transport.is_closing() or transport.get_write_buffer_size():
+        transport: Any = self.writer.transport
+        if type(transport) is not _SOCKET_TRANSPORT:
+            if transport.is_closing() or transport.get_write_buffer_size():
+                return False
+            transport.write(data)
+            if transport.get_write_buffer_size():
+                self._draining = asyncio.ensure_future(self._drained())
+            return True
+        if (
+            transport._closing
+            or transport._buffer
+            or transport._conn_lost
+            or transport._eof
+            or transport._empty_waiter is not None
+        ):
             return False
-        transport.write(data)
-        if transport.get_write_buffer_size():
+        try:
+            sent = transport._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            transport.write(data)  # fails again, and the transport ends as it does
+            return False
+        if sent < len(data):  # the rest waits in the transport, as write() leaves it
+            transport.write(memoryview(data)[sent:])
             self._draining = asyncio.ensure_future(self._drained())
         return True
 
