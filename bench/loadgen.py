@@ -380,7 +380,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 client.inbox = bytearray(rest)
             for opcode, payload in server_frames(client.inbox):
                 if opcode == PING:
-                    client.sock.send(client_frame(PONG, payload))
+                    try:
+                        client.sock.send(client_frame(PONG, payload))
+                    except OSError:  # reset while its ping was read: lost, not a crash
+                        lost(client, "reset")
+                        break
                 elif opcode == CLOSE:
                     lost(client, "closed", reconnect_within_ms(payload))
                     break

@@ -371,6 +371,11 @@ def one_run(server: str, clients: int, workers: int, args: argparse.Namespace) -
             for name, value in metrics_end.items()
             if name.startswith("moscow_clock_websocket_refused_total{")
         }
+        refused.update(  # the server layer's own protections (docs/SECURITY.md)
+            (name.split('action="')[1].rstrip('"}'), value)
+            for name, value in metrics_end.items()
+            if name.startswith("moscow_clock_protections_total{") and value
+        )
         reports = []
         for generator in generators:
             out, _ = generator.communicate(timeout=ramp + args.seconds + args.grace + 60)

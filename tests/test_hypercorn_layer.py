@@ -867,6 +867,24 @@ async def test_write_now_to_a_peer_gone_ends_the_transport_as_write_would() -> N
     assert not server.write_now(b"tock")
 
 
+async def test_unread_sees_bytes_in_the_kernel_and_in_the_stream_reader() -> None:
+    """pending.py's "stalled" asks the connection whether bytes wait unread:
+    in the kernel's queue (the loop has not got to it), or read by asyncio
+    into the stream reader but not yet by Hypercorn."""
+    server, peer = await real_connection()
+    with peer:
+        assert not server.unread()
+        server.writer.transport.pause_reading()
+        peer.send(b"GET / HTTP/1.1\r\n")
+        await until(server.unread, scaled(5), "bytes in the kernel")
+        server.writer.transport.resume_reading()
+        await until(lambda: bool(server.reader._buffer), scaled(5), "read by asyncio")
+        assert server.unread()
+        await server.reader.read(100)
+        assert not server.unread()
+        server.writer.close()
+
+
 async def test_a_websocket_over_http_1_1_advertises_write_now() -> None:
     """The app's scope carries the stream's write_now (core/wire.py,
     WRITE_NOW), which writes nothing outside a real connection."""

@@ -44,8 +44,10 @@ class FakeListener:
         return self.waiting
 
 
-def member() -> Mock:
-    return Mock(spec=["abort"])
+def member(unread: bool = False) -> Mock:
+    made = Mock(spec=["abort", "unread"])
+    made.unread.return_value = unread
+    return made
 
 
 def answering(connections: Connections, m: Mock, address: str, at: float = 0.0) -> None:
@@ -354,3 +356,31 @@ def test_probation_ends_with_a_whole_head() -> None:
     connections.received(kept, 0.4)  # its next head, in two reads
     connections.sweep(0.4 + PROBATION_S)
     kept.abort.assert_not_called()
+
+
+def test_a_connection_whose_bytes_wait_unread_is_not_stalled() -> None:
+    """The server behind on its reads (a long collection, a crowded loop
+    during a reconnect wave) does not make its peers stalled: one whose
+    head waits unread is kept, one that sent nothing goes."""
+    listener = FakeListener()
+    connections = Connections(2, listener=listener)
+    silent, behind = member(), member(unread=True)
+    for m in (silent, behind):
+        connections.arrive(m, "10.0.0.1", 0.0)
+        connections.reading(m, 0.0)
+    assert listener.paused
+    connections.sweep(10 * STALL_S)
+    silent.abort.assert_called_once()
+    behind.abort.assert_not_called()
+    assert connections.evicted == 1
+
+
+def test_past_its_address_cap_an_unread_connection_is_not_the_one_closed() -> None:
+    connections = Connections(100, per_address=1)
+    behind = member(unread=True)
+    connections.arrive(behind, "10.0.0.9", 0.0)
+    connections.reading(behind, 0.0)
+    newcomer = member()
+    assert connections.arrive(newcomer, "10.0.0.9", 10 * STALL_S, lambda: WHOLE)
+    behind.abort.assert_not_called()
+    assert connections.evicted == 0

@@ -11,7 +11,8 @@ Whole process (`limit`): at the cap the listener pauses (listen.py), so
 newcomers wait in the kernel's accept queue, where they cost nothing, instead
 of being accepted and reset. Room is made by closing, in this order, idle
 keep-alive connections (oldest first), then, if that is not enough, every
-stalled one (a head, or nothing, with no new byte for `STALL_S`); a
+stalled one (a head, or nothing, with no new byte for `STALL_S`, and none waiting
+unread in the kernel: the server's own lateness stalls no one); a
 connection is never closed before its first read, nor while its request is
 being answered. A head must also be whole within
 `head_timeout` of its first byte. So no crowd of slow or silent sockets,
@@ -64,6 +65,10 @@ IDLE = 3  # between requests (HTTP keep-alive)
 
 class Member(Protocol):
     def abort(self) -> None: ...
+
+    def unread(self) -> bool:
+        """Bytes from the peer wait in the kernel, not yet read by us."""
+        ...
 
 
 class Listener(Protocol):
@@ -288,16 +293,11 @@ class Connections:
         ]
 
     def _stalled(self, now: float) -> list[Member]:
-        return [
-            member
-            for member, entry in self._entries.items()
-            if entry.state in (FRESH, HEAD) and entry.read and now - entry.progress > STALL_S
-        ]
+        return [member for member, entry in self._entries.items() if _stalled(member, entry, now)]
 
     def _evict_stalled_of(self, own: dict[Member, None], now: float) -> bool:
         for member in own:
-            entry = self._entries[member]
-            if entry.state in (FRESH, HEAD) and entry.read and now - entry.progress > STALL_S:
+            if _stalled(member, self._entries[member], now):
                 self.evicted += 1
                 self._close(member)
                 return True
@@ -333,3 +333,16 @@ class Connections:
             own.pop(member, None)
             if not own:
                 del self._groups[entry.group]
+
+
+def _stalled(member: Member, entry: Entry, now: float) -> bool:
+    """No new byte for `STALL_S` since its first read was tried, its head
+    not whole, and nothing of it waiting unread: a server behind on its
+    reads (a long collection, a crowded loop) does not make its peers
+    stalled."""
+    return (
+        entry.state in (FRESH, HEAD)
+        and entry.read
+        and now - entry.progress > STALL_S
+        and not member.unread()
+    )

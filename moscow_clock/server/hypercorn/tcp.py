@@ -318,6 +318,16 @@ class TCPServer(tcp_server.TCPServer):
         if deadline.expired():
             reset(self.writer)
 
+    def unread(self) -> bool:
+        """Bytes from the peer wait in the kernel, not yet read (pending.py:
+        then it is not stalled, this process is behind). In the kernel, or
+        read by asyncio's transport into the stream reader and not yet by
+        Hypercorn (its `_buffer`; if that name is gone, only the kernel's
+        queue is looked at)."""
+        if getattr(self.reader, "_buffer", None):
+            return True
+        return _head_waiting(self.writer.get_extra_info("socket")) != NOTHING
+
     def abort(self) -> None:
         """Reset the connection now; its streams (and app) hear it closed."""
         if self.aborted:
