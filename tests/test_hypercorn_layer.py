@@ -760,10 +760,50 @@ async def test_after_the_upgrade_the_connection_holds_no_h11_state(
         await protocol.handle(Closed())
 
 
+async def test_the_transports_write_buffer_is_a_list_that_still_delivers_everything() -> None:
+    """asyncio's socket transport's write buffer as a list (an empty deque
+    allocates 760 bytes): bytes the kernel does not take at once are still
+    sent, in order, in parts (`popleft`, `appendleft`) and all of them."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    theirs.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=ours)
+    try:
+        TCPServer(AsyncMock(), loop, config(), WorkerContext(None), {}, reader, writer)
+        transport = writer.transport
+        assert type(transport._buffer) is not deque  # type: ignore[attr-defined]
+        assert not transport._buffer  # type: ignore[attr-defined]
+        chunks = [bytes([n]) * 50_000 for n in range(1, 5)]
+        transport.write(chunks[0])
+        transport.writelines(chunks[1:3])
+        transport.write(chunks[3])
+        assert transport.get_write_buffer_size() > 0  # the kernel took only part
+        expected = b"".join(chunks)
+        received = bytearray()
+
+        def read() -> bool:
+            try:
+                while data := theirs.recv(65536):
+                    received.extend(data)
+            except BlockingIOError:
+                pass
+            return len(received) >= len(expected)
+
+        await until(read, 5, "every byte delivered")
+        assert bytes(received) == expected
+        await until(lambda: transport.get_write_buffer_size() == 0, 1, "buffer empty")
+    finally:
+        writer.close()
+        theirs.close()
+
+
 def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> None:
     """Each saving is skipped where its fingerprint differs; here, none is."""
     assert guard.holds("asyncio.streams")
     assert guard.holds("wsproto.connection")
+    assert guard.holds("asyncio.selector_events:_Selector")
     assert not guard.holds("nothing.by.this.name")
 
 
