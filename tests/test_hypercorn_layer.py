@@ -6,6 +6,7 @@ test_frames.py, test_hostile.py and test_server.py check them end to end."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import socket
@@ -756,6 +757,60 @@ async def test_after_the_upgrade_the_connection_holds_no_h11_state(
         assert isinstance(stream, WSStream)
         assert type(stream.connection._events) is not deque
         assert protocol.can_read._event is None
+        await protocol.handle(RawData(client_frame(0x1, b'{"t":1}')))  # the bytes still pass
+        await protocol.handle(Closed())
+
+
+async def test_after_the_accept_nothing_of_the_server_holds_the_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ASGI scope (its header list is most of it) serves the handshake:
+    once the 101 is out neither the stream nor the app call keeps it; an app
+    that wants it keeps it itself."""
+    monkeypatch.setattr(hypercorn_h11, "WSStream", WSStream)
+    monkeypatch.setattr(hypercorn_h11, "H11WSConnection", H11WSConnection)
+    scopes: list[Any] = []
+    accepted = asyncio.Event()
+
+    async def send(event: Any) -> None:
+        pass
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        del scope
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    made = config()
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        protocol = H11Protocol(
+            ASGIWrapper(app),  # type: ignore[arg-type]
+            made,
+            WorkerContext(None),
+            group,
+            ConnectionState_({}),
+            False,
+            None,
+            None,
+            send,
+        )
+        request = UPGRADE.replace(
+            b"Sec-WebSocket-Key: x", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        )
+        await protocol.handle(RawData(request))
+        await asyncio.wait_for(accepted.wait(), scaled(2))
+        made._log.reset_mock()  # (the test's mock access log keeps what it was given)
+        (scope,) = scopes
+        assert scope["type"] == "websocket"
+        holders = [
+            getattr(holder, "__qualname__", type(holder).__qualname__)
+            for holder in gc.get_referrers(scope)
+            if holder is not scopes
+        ]
+        assert holders == []
+        del scope
         await protocol.handle(RawData(client_frame(0x1, b'{"t":1}')))  # the bytes still pass
         await protocol.handle(Closed())
 

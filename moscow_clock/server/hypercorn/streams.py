@@ -105,6 +105,9 @@ class WSStream(ws_stream.WSStream):
        it is closed with 1008.
        Senders at a page's rate pass however busy the process is. (An
        extension of this service; keep.)
+    10. **No scope after the accept** (`_accept`): the stream lets go of
+       the ASGI scope and its header list once the 101 is sent (memory per
+       connection; Hypercorn has no use for it after that).
     """
 
     _pause: Pause | None = None  # while shed (change 9): an instance's own only then
@@ -408,6 +411,10 @@ class WSStream(ws_stream.WSStream):
         self.handshake.extensions = None  # change 4: no offer is seen, none agreed
         await super()._accept(message)
         _lighten(self.connection)  # change 7
+        # Change 10: the scope (its headers are most of it) serves only the
+        # handshake here: Hypercorn reads it again only for a refusal or an
+        # app that returns before accepting. The app keeps it if it wants it.
+        self.__dict__.pop("scope", None)
         self.budget = Budget(self.options.limits, time.monotonic())
         if self.tcp is not None:
             self.tcp.upgraded()
