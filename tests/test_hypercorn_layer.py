@@ -811,6 +811,10 @@ async def test_after_the_accept_nothing_of_the_server_holds_the_scope(
         ]
         assert holders == []
         del scope
+        stream = protocol.stream
+        assert isinstance(stream, WSStream)
+        assert stream.handshake.accepted
+        assert stream.handshake.key is None  # (none of its parsed headers kept)
         await protocol.handle(RawData(client_frame(0x1, b'{"t":1}')))  # the bytes still pass
         await protocol.handle(Closed())
 
