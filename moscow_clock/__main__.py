@@ -20,7 +20,10 @@ def build(settings: Settings) -> Service:
     app = create_app(settings=settings)
     runtime = runtime_of(app)
     return Service(
-        app,
+        # Quart's own `__call__` only awaits `asgi_app` (the /ws endpoint in
+        # front of Quart): served directly, no coroutine frame of Quart's sits
+        # under every websocket for its lifetime.
+        app.asgi_app,
         runtime.ticker.drain,
         tuple(SECURITY_HEADERS.items()),
         shed_upgrades(runtime),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import socket
@@ -760,6 +761,103 @@ async def test_after_the_upgrade_the_connection_holds_no_h11_state(
         assert protocol.can_read._event is None
         await protocol.handle(RawData(client_frame(0x1, b'{"t":1}')))  # the bytes still pass
         await protocol.handle(Closed())
+
+
+async def test_after_the_accept_nothing_of_the_server_holds_the_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ASGI scope (its header list is most of it) serves the handshake:
+    once the 101 is out neither the stream nor the app call keeps it; an app
+    that wants it keeps it itself."""
+    monkeypatch.setattr(hypercorn_h11, "WSStream", WSStream)
+    monkeypatch.setattr(hypercorn_h11, "H11WSConnection", H11WSConnection)
+    scopes: list[Any] = []
+    accepted = asyncio.Event()
+
+    async def send(event: Any) -> None:
+        pass
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        del scope
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    made = config()
+    async with TaskGroup(asyncio.get_running_loop()) as group:
+        protocol = H11Protocol(
+            ASGIWrapper(app),  # type: ignore[arg-type]
+            made,
+            WorkerContext(None),
+            group,
+            ConnectionState_({}),
+            False,
+            None,
+            None,
+            send,
+        )
+        request = UPGRADE.replace(
+            b"Sec-WebSocket-Key: x", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        )
+        await protocol.handle(RawData(request))
+        await asyncio.wait_for(accepted.wait(), scaled(2))
+        made._log.reset_mock()  # (the test's mock access log keeps what it was given)
+        (scope,) = scopes
+        assert scope["type"] == "websocket"
+        holders = [
+            getattr(holder, "__qualname__", type(holder).__qualname__)
+            for holder in gc.get_referrers(scope)
+            if holder is not scopes
+        ]
+        assert holders == []
+        del scope
+        stream = protocol.stream
+        assert isinstance(stream, WSStream)
+        assert stream.handshake.accepted
+        assert stream.handshake.key is None  # (none of its parsed headers kept)
+        await protocol.handle(RawData(client_frame(0x1, b'{"t":1}')))  # the bytes still pass
+        await protocol.handle(Closed())
+
+
+async def test_the_transports_write_buffer_is_a_list_that_still_delivers_everything() -> None:
+    """asyncio's socket transport's write buffer as a list (an empty deque
+    allocates 760 bytes): bytes the kernel does not take at once are still
+    sent, in order, in parts (`popleft`, `appendleft`) and all of them."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    theirs.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=ours)
+    try:
+        TCPServer(AsyncMock(), loop, config(), WorkerContext(None), {}, reader, writer)
+        transport = writer.transport
+        assert type(transport._buffer) is not deque  # type: ignore[attr-defined]
+        assert not transport._buffer  # type: ignore[attr-defined]
+        chunks = [bytes([n]) * 50_000 for n in range(1, 5)]
+        transport.write(chunks[0])
+        transport.writelines(chunks[1:3])
+        transport.write(chunks[3])
+        assert transport.get_write_buffer_size() > 0  # the kernel took only part
+        expected = b"".join(chunks)
+        received = bytearray()
+
+        def read() -> bool:
+            try:
+                while data := theirs.recv(65536):
+                    received.extend(data)
+            except BlockingIOError:
+                pass
+            return len(received) >= len(expected)
+
+        await until(read, 5, "every byte delivered")
+        assert bytes(received) == expected
+        await until(lambda: transport.get_write_buffer_size() == 0, 1, "buffer empty")
+    finally:
+        writer.close()
+        theirs.close()
 
 
 def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> None:

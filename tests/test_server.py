@@ -172,3 +172,14 @@ def test_bad_configuration_fails_fast_without_a_traceback() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "moscow_clock: PORT='eighty' is not a whole number"
+
+
+def test_the_server_runs_the_endpoint_in_front_of_quart_not_quarts_call() -> None:
+    """Quart's `__call__` only awaits its `asgi_app` (the /ws endpoint in
+    front of Quart): served directly, no coroutine of Quart's sits under
+    every websocket for its life."""
+    from moscow_clock.__main__ import build
+    from moscow_clock.core.config import Settings
+    from moscow_clock.web.endpoint import WebsocketEndpoint
+
+    assert isinstance(build(Settings()).app, WebsocketEndpoint)

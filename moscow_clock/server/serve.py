@@ -134,7 +134,11 @@ async def serve(service: Service, settings: Settings, stop: asyncio.Event) -> No
         config.gate.errors.install(asyncio.get_running_loop())
         if service.count_protections is not None:
             service.count_protections(config.protections)
-    server = asyncio.create_task(hypercorn_serve(service.app, config, shutdown_trigger=drained))
+    # mode="asgi": the app may be a plain callable that returns what to
+    # await (web/endpoint.py), which Hypercorn's guess would take for WSGI.
+    server = asyncio.create_task(
+        hypercorn_serve(service.app, config, shutdown_trigger=drained, mode="asgi")
+    )
     stopping = asyncio.create_task(stop.wait())
     pinging = asyncio.create_task(pinger.ping_forever(settings.ws_ping_interval))
     collecting = asyncio.create_task(GcPolicy().run()) if settings.gc_freeze else None

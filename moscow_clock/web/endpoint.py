@@ -49,6 +49,12 @@ class WebsocketEndpoint:
         extensions = scope.get("extensions") or {}
         if runtime.stats.inbound is None:  # the server's, for the metrics
             runtime.stats.inbound = extensions.get(INBOUND)
+        preframed = PREFRAMED in extensions
+        write_now = (extensions.get(PREFRAMED) or {}).get(WRITE_NOW)
+        remote = (scope.get("client") or ("-", 0))[0]
+        # The scope and its headers are not held by this frame for the
+        # websocket's lifetime (the server lets go of them after the accept).
+        del scope, extensions
         with admission:
             await send({"type": "websocket.accept"})
             opened = time.monotonic()
@@ -57,8 +63,8 @@ class WebsocketEndpoint:
                 runtime.clock,
                 runtime.settings.ws_message_rate,
                 runtime.stats,
-                preframed=PREFRAMED in extensions,
-                write_now=(extensions.get(PREFRAMED) or {}).get(WRITE_NOW),
+                preframed=preframed,
+                write_now=write_now,
                 page_clock=lambda: runtime.clock_monitor.page_clock,
             )
             try:
@@ -69,11 +75,10 @@ class WebsocketEndpoint:
                 closed = await session.serve(receive)
             code = "peer" if closed is None else str(closed.code)
             runtime.stats.closed[code] += 1
-            client = scope.get("client") or ("-", 0)
             log.info(
                 "websocket closed",
                 extra={
-                    "remote": client[0],
+                    "remote": remote,
                     "duration_s": round(time.monotonic() - opened, 3),
                     "close_code": code,
                 },

@@ -94,11 +94,22 @@ OPTIONAL: Mapping[str, str] = {
     "asyncio.selector_events:BaseSelectorEventLoop._start_serving": "5b4f8624acd2d619",
     "asyncio.selector_events:BaseSelectorEventLoop._accept_connection": "0cc21edb204919f0",
     "asyncio.selector_events:events.Handle.__init__": "30d3624f79a99a60",
-    # tcp.py: a tick written straight to the socket when the transport holds
-    # nothing (the first step of its write(), without the rest)
+    # tcp.py: the socket transport's write buffer (every method that touches
+    # it), and write_now's send() when that buffer is empty
     "asyncio.selector_events:_SelectorTransport.__init__": "862e8f93f96152fa",
-    "asyncio.selector_events:_SelectorSocketTransport.__init__": "f65ef871d8329c07",
+    "asyncio.selector_events:_SelectorTransport.get_write_buffer_size": "45e1a4fae4b5b821",
+    "asyncio.selector_events:_SelectorTransport.close": "92ff882936b07fb4",
+    "asyncio.selector_events:_SelectorTransport._force_close": "9e332a61659ed7d4",
     "asyncio.selector_events:_SelectorSocketTransport.write": "1b7042f45fbf2e07",
+    "asyncio.selector_events:_SelectorSocketTransport._get_sendmsg_buffer": "511c2226935b6b6e",
+    "asyncio.selector_events:_SelectorSocketTransport._write_sendmsg": "445ad99e8cf8203f",
+    "asyncio.selector_events:_SelectorSocketTransport._adjust_leftover_buffer": "c46d5b608f824f6d",
+    "asyncio.selector_events:_SelectorSocketTransport._write_send": "86130b899dde9b57",
+    "asyncio.selector_events:_SelectorSocketTransport.write_eof": "becc27c51a224058",
+    "asyncio.selector_events:_SelectorSocketTransport.writelines": "0828825f7b24199d",
+    "asyncio.selector_events:_SelectorSocketTransport._make_empty_waiter": "1fd589622109468d",
+    "asyncio.selector_events:_SelectorSocketTransport.close": "c6a8c534261c152f",
+    "asyncio.selector_events:_SelectorSocketTransport.__init__": "f65ef871d8329c07",
     # streams.py: wsproto's event queue
     "wsproto.connection:Connection.__init__": "2aa4c1439d32bd59",
     "wsproto.connection:Connection.receive_data": "046f0bbb05b365e3",

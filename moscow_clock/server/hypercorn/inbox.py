@@ -140,7 +140,11 @@ class AppCall:
 
     async def run(self, app: ASGIFramework, config: Config, scope: Scope) -> None:
         try:
-            await app(scope, self._inbox.get, self.send)
+            call = app(scope, self._inbox.get, self.send)
+            # Not held by this frame for the connection's lifetime: the
+            # stream drops it after a websocket's accept (streams.py).
+            del scope
+            await call
         except asyncio.CancelledError:
             raise
         except Exception:

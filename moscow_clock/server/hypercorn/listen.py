@@ -212,11 +212,20 @@ def _pausable_loop() -> asyncio.AbstractEventLoop | None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return None
-    if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop) and guard.holds(
-        "asyncio.selector_events:BaseSelectorEventLoop", "asyncio.selector_events:events"
+    if (
+        isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        and _listener_internals_hold()
     ):
         return loop
     return None
+
+
+def _listener_internals_hold() -> bool:
+    # (guard.py fingerprints more of asyncio.selector_events for tcp.py's
+    # write buffer: those do not decide this.)
+    return guard.holds("asyncio.selector_events:BaseSelectorEventLoop") and guard.holds(
+        "asyncio.selector_events:events."
+    )
 
 
 class ListeningSocket(socket.socket):

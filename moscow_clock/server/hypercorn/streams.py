@@ -49,6 +49,11 @@ DISCARD_LIMIT = 1 << 20
 
 POLICY_VIOLATION = 1008
 
+# What every accepted stream's `handshake` is (change 10): one shared,
+# accepted, empty handshake instead of each its parsed headers.
+ACCEPTED = ws_stream.Handshake([], "1.1")
+ACCEPTED.accepted = True
+
 
 class WSStream(ws_stream.WSStream):
     """Changes, each until Hypercorn has its own (then drop the override):
@@ -105,6 +110,10 @@ class WSStream(ws_stream.WSStream):
        it is closed with 1008.
        Senders at a page's rate pass however busy the process is. (An
        extension of this service; keep.)
+    10. **No scope after the accept** (`_accept`): the stream lets go of
+       the ASGI scope and its header list, and of the parsed handshake, once
+       the 101 is sent (memory per connection; Hypercorn has no use for
+       them after that but `handshake.accepted`).
     """
 
     _pause: Pause | None = None  # while shed (change 9): an instance's own only then
@@ -408,6 +417,13 @@ class WSStream(ws_stream.WSStream):
         self.handshake.extensions = None  # change 4: no offer is seen, none agreed
         await super()._accept(message)
         _lighten(self.connection)  # change 7
+        # Change 10: the scope (its headers are most of it) serves only the
+        # handshake here: Hypercorn reads it again only for a refusal or an
+        # app that returns before accepting. The app keeps it if it wants it.
+        self.__dict__.pop("scope", None)
+        # ...and the handshake's parsed headers: after the accept Hypercorn
+        # asks it only whether it was accepted.
+        self.handshake = ACCEPTED
         self.budget = Budget(self.options.limits, time.monotonic())
         if self.tcp is not None:
             self.tcp.upgraded()

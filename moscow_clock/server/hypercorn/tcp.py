@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import struct
+from asyncio import selector_events
 from collections import deque
 from contextlib import suppress
 from contextvars import ContextVar
@@ -139,6 +140,7 @@ class TCPServer(tcp_server.TCPServer):
         waiters = getattr(protocol, "_drain_waiters", None)
         if type(waiters) is deque and not waiters and guard.holds("asyncio.streams"):
             protocol._drain_waiters = []  # type: ignore[union-attr]  # a list, not a deque
+        _lighten_transport(writer.transport)
 
     async def run(self) -> None:
         self.writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -375,6 +377,36 @@ class TCPServer(tcp_server.TCPServer):
         """Its websocket is closing: counted nowhere, never closed to make
         room (its close frame goes first), and gone within `send_timeout`."""
         self._leave()
+
+
+class _WriteBuffer(list[Any]):
+    """The part of a deque asyncio's socket transport uses on its write
+    buffer (`_buffer`): append, extend, iterate, clear, and these two. It
+    holds nothing unless the kernel refused bytes (ticks are written straight
+    to the socket), and a few chunks at most (`WRITE_BUFFER_HIGH`)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
+def _lighten_transport(transport: object) -> None:
+    """The transport's write buffer as a list: an empty deque allocates 760
+    bytes up front (docs/PERFORMANCE.md, Where the bytes per connection go).
+    Only on asyncio's own socket transport whose methods that touch the
+    buffer are the ones fingerprinted (guard.py); otherwise left as it is."""
+    buffer = getattr(transport, "_buffer", None)
+    if (
+        type(transport) is getattr(selector_events, "_SelectorSocketTransport", None)
+        and type(buffer) is deque
+        and not buffer
+        and guard.holds("asyncio.selector_events:_Selector")
+    ):
+        transport._buffer = _WriteBuffer()  # type: ignore[attr-defined]
 
 
 def _head_waiting(sock: Any) -> int:
