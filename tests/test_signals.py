@@ -321,15 +321,18 @@ async def test_a_crash_loop_ends_the_supervisor(
 
 
 def worker_of(ws: websockets.ClientConnection, workers: list[int]) -> int | None:
-    """The worker holding the server's end of `ws`: the socket whose remote
-    port is the client's local one (/proc/net/tcp), among the workers' fds."""
-    port = ws.local_address[1]
+    """The worker holding the server's end of `ws`: the socket from the
+    server's port to the client's (/proc/net/tcp), among the workers' fds.
+    (Both ports: other processes' connections, a benchmark's say, may use
+    the client's port number on their own far ends.)"""
+    ends = (ws.remote_address[1], ws.local_address[1])
     inode = None
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
+        local, remote = (int(field.split(":")[1], 16) for field in fields[1:3])
         # (An earlier connection from the same port may linger in TIME_WAIT,
         # with inode 0: not this one.)
-        if int(fields[2].split(":")[1], 16) == port and fields[9] != "0":
+        if (local, remote) == ends and fields[9] != "0":
             inode = fields[9]
     for pid in workers:
         with suppress(OSError):
