@@ -29,10 +29,9 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import urllib.request
 from pathlib import Path
 
-from bench.run import ROOT, free_port, raise_open_files, wait_ready
+from bench.run import ROOT, clients_now, free_port, raise_open_files, wait_ready
 
 # (a file's ending, a line or 0 for any) -> what it is; first match wins,
 # looked up on the most recent frame of each allocation.
@@ -137,14 +136,6 @@ def serve() -> None:
     from moscow_clock.__main__ import main as serve_clock
 
     sys.exit(serve_clock())
-
-
-def clients_now(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("moscow_clock_websocket_clients "):
-                return int(float(line.split()[1]))
-    return -1
 
 
 def main() -> None:

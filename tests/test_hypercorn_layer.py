@@ -706,6 +706,21 @@ def test_asyncio_takes_a_few_connections_a_round_from_a_long_kernel_queue() -> N
         listener.close()
 
 
+def h11_protocol(app: Any, made: ServerConfig, group: TaskGroup, send: Any) -> H11Protocol:
+    """A real H11Protocol over an in-memory `send`, as Hypercorn builds one."""
+    return H11Protocol(
+        ASGIWrapper(app),
+        made,
+        WorkerContext(None),
+        group,
+        ConnectionState_({}),
+        False,
+        None,
+        None,
+        send,
+    )
+
+
 # --- what a websocket holds (memory per connection) --------------------------------
 
 
@@ -731,17 +746,7 @@ async def test_after_the_upgrade_the_connection_holds_no_h11_state(
             pass
 
     async with TaskGroup(asyncio.get_running_loop()) as group:
-        protocol = H11Protocol(
-            ASGIWrapper(app),  # type: ignore[arg-type]
-            config(),
-            WorkerContext(None),
-            group,
-            ConnectionState_({}),
-            False,
-            None,
-            None,
-            send,
-        )
+        protocol = h11_protocol(app, config(), group, send)
         assert isinstance(protocol.can_read, LazyEvent)
         request = UPGRADE.replace(
             b"Sec-WebSocket-Key: x", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
@@ -787,17 +792,7 @@ async def test_after_the_accept_nothing_of_the_server_holds_the_scope(
 
     made = config()
     async with TaskGroup(asyncio.get_running_loop()) as group:
-        protocol = H11Protocol(
-            ASGIWrapper(app),  # type: ignore[arg-type]
-            made,
-            WorkerContext(None),
-            group,
-            ConnectionState_({}),
-            False,
-            None,
-            None,
-            send,
-        )
+        protocol = h11_protocol(app, made, group, send)
         request = UPGRADE.replace(
             b"Sec-WebSocket-Key: x", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
         )
@@ -1084,17 +1079,7 @@ async def test_hypercorns_own_500_carries_the_headers() -> None:
         raise RuntimeError("fails before answering")
 
     async with TaskGroup(asyncio.get_running_loop()) as group:
-        protocol = H11Protocol(
-            ASGIWrapper(app),  # type: ignore[arg-type]
-            config(),
-            WorkerContext(None),
-            group,
-            ConnectionState_({}),
-            False,
-            None,
-            None,
-            send,
-        )
+        protocol = h11_protocol(app, config(), group, send)
         await protocol.handle(RawData(b"GET / HTTP/1.1\r\nHost: clock\r\n\r\n"))
         await until(lambda: any(isinstance(e, RawData) for e in sent), 2, "a response")
         await protocol.handle(Closed())
