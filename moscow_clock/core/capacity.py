@@ -12,9 +12,10 @@ memory the process may use, here, and the descriptors, in the server layer.
 
 from __future__ import annotations
 
-# What one websocket client costs, with a margin: measured at ~17 KB per
-# connection at 10,000 clients (docs/PERFORMANCE.md), so the cap the memory
-# limit sets is reached well before the limit is.
+# What one websocket client costs, with a margin of about two over what
+# bench.run measures (docs/PERFORMANCE.md): the cap the memory limit sets is
+# reached well before the limit is, and real browsers send more headers
+# than the load generator.
 PER_CONNECTION_BYTES = 32 * 1024
 # What a process costs before its first client: interpreter, libraries,
 # buffers, a collection's garbage.
