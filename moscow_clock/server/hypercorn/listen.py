@@ -223,8 +223,8 @@ def _pausable_loop() -> asyncio.AbstractEventLoop | None:
 def _listener_internals_hold() -> bool:
     # (guard.py fingerprints more of asyncio.selector_events for tcp.py's
     # write buffer: those do not decide this.)
-    return guard.holds("asyncio.selector_events:BaseSelectorEventLoop") and guard.holds(
-        "asyncio.selector_events:events."
+    return guard.holds(
+        "asyncio.selector_events:BaseSelectorEventLoop", "asyncio.selector_events:events."
     )
 
 

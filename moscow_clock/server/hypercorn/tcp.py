@@ -11,7 +11,6 @@ import asyncio
 import logging
 import socket
 import struct
-from asyncio import selector_events
 from collections import deque
 from contextlib import suppress
 from contextvars import ContextVar
@@ -400,12 +399,7 @@ def _lighten_transport(transport: object) -> None:
     Only on asyncio's own socket transport whose methods that touch the
     buffer are the ones fingerprinted (guard.py); otherwise left as it is."""
     buffer = getattr(transport, "_buffer", None)
-    if (
-        type(transport) is getattr(selector_events, "_SelectorSocketTransport", None)
-        and type(buffer) is deque
-        and not buffer
-        and guard.holds("asyncio.selector_events:_Selector")
-    ):
+    if type(transport) is _SOCKET_TRANSPORT and type(buffer) is deque and not buffer:
         transport._buffer = _WriteBuffer()  # type: ignore[attr-defined]
 
 
