@@ -857,10 +857,86 @@ async def test_the_transports_write_buffer_is_a_list_that_still_delivers_everyth
 
 def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> None:
     """Each saving is skipped where its fingerprint differs; here, none is."""
-    assert guard.holds("asyncio.streams")
+    assert guard.holds("asyncio.streams:FlowControlMixin")
+    assert guard.holds("asyncio.streams:StreamReader")
     assert guard.holds("wsproto.connection")
     assert guard.holds("asyncio.selector_events:_Selector")
     assert not guard.holds("nothing.by.this.name")
+
+
+def coroutine_chain(task: asyncio.Task[Any]) -> list[str]:
+    """The coroutines a task is suspended in, outermost first."""
+    chain: list[str] = []
+    coroutine: Any = task.get_coro()
+    while coroutine is not None and hasattr(coroutine, "cr_frame"):
+        chain.append(coroutine.__qualname__)
+        coroutine = coroutine.cr_await
+    return chain
+
+
+async def test_an_idle_websocket_connection_holds_two_frames_and_reads_all_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a websocket waiting for its client's next message, the
+    connection's task is suspended in our `run` and read loop only: not
+    in Hypercorn's `run` under it, nor in `StreamReader.read` and its
+    `_wait_for_data` (the read loop waits on the reader's future itself).
+    Messages still arrive, in order and whole, as does the client's end; the
+    protocol's addresses are the transport's own tuples, and Hypercorn's
+    unused send lock is gone."""
+    monkeypatch.setattr(hypercorn_h11, "WSStream", WSStream)
+    monkeypatch.setattr(hypercorn_h11, "H11WSConnection", H11WSConnection)
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    ours, _ = listener.accept()
+    listener.close()
+    received: list[Any] = []
+    accepted = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        while (event := await receive())["type"] != "websocket.disconnect":
+            if event["type"] == "websocket.receive":
+                received.append(event)
+        received.append(event)
+
+    reader, writer = await asyncio.open_connection(sock=ours)
+    server = TCPServer(ASGIWrapper(app), loop, config(), WorkerContext(None), {}, reader, writer)
+    task = loop.create_task(server.run())
+    try:
+        key = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        client.sendall(UPGRADE.replace(b"Sec-WebSocket-Key: x", key))
+        await asyncio.wait_for(accepted.wait(), scaled(5))
+
+        def waiting() -> bool:
+            return reader._waiter is not None  # type: ignore[attr-defined]
+
+        await until(waiting, 5, "a read waiting for the client")
+        assert coroutine_chain(task) == ["TCPServer.run", "TCPServer._read_data"]
+        assert not hasattr(server, "send_lock")
+        assert server.protocol.client is writer.get_extra_info("peername")
+        assert server.protocol.server is writer.get_extra_info("sockname")
+        for n in range(3):  # one in parts, two in one segment
+            frame = client_frame(0x1, json.dumps({"n": n}).encode())
+            if n == 0:
+                client.sendall(frame[:3])
+                await until(lambda: not reader._buffer, 5, "the part read")  # type: ignore[attr-defined]
+                client.sendall(frame[3:])
+            else:
+                client.sendall(frame)
+        await until(lambda: len(received) == 3, 5, "three messages")
+        assert [json.loads(event["text"]) for event in received] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        client.shutdown(socket.SHUT_WR)  # the client's end, without a close frame
+        await asyncio.wait_for(task, scaled(5))
+        assert received[-1]["type"] == "websocket.disconnect"
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        client.close()
+        writer.close()
 
 
 async def test_abort_after_the_connections_task_group_finished_is_quiet() -> None:
