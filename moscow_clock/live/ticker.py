@@ -160,13 +160,16 @@ class Ticker:
         duration of the block; refuses newcomers once the ticker is closing."""
         return Subscription(self, subscriber)
 
-    def _subscribe(self, subscriber: Subscriber) -> None:
+    def join(self, subscriber: Subscriber) -> bool:
+        """Offer `subscriber` every tick from the next whole second on, until
+        it leaves; False (not joined) once the ticker is closing."""
         if self._closed:
-            raise TickerClosed
+            return False
         self._subscribers[subscriber] = None
         self._idle.clear()
+        return True
 
-    def _unsubscribe(self, subscriber: Subscriber) -> None:
+    def leave(self, subscriber: Subscriber) -> None:
         self._subscribers.pop(subscriber, None)
         if not self._subscribers:
             self._idle.set()
@@ -205,7 +208,8 @@ class Subscription:
         self._subscriber = subscriber
 
     def __enter__(self) -> None:
-        self._ticker._subscribe(self._subscriber)
+        if not self._ticker.join(self._subscriber):
+            raise TickerClosed
 
     def __exit__(self, *_: object) -> None:
-        self._ticker._unsubscribe(self._subscriber)
+        self._ticker.leave(self._subscriber)
