@@ -35,7 +35,7 @@ from moscow_clock.core.budget import Budget, Limits
 from moscow_clock.core.ratelimit import Every
 from moscow_clock.core.wire import FRAME, PREFRAMED, WRITE_NOW, ends_with_client_close, text_frame
 from moscow_clock.server import pinger
-from moscow_clock.server.hypercorn import guard
+from moscow_clock.server.hypercorn import guard, tcp
 from moscow_clock.server.hypercorn.h11 import H11Protocol, H11WSConnection, LazyEvent
 from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
 from moscow_clock.server.hypercorn.listen import ACCEPTS_PER_ROUND, ListeningSocket
@@ -902,6 +902,15 @@ async def test_an_idle_websocket_connection_holds_two_frames_and_reads_all_the_s
                 received.append(event)
         received.append(event)
 
+    taken: list[int] = []  # the length of every read the loop takes
+    take = tcp._take
+
+    def counted(reader: Any, limit: int) -> bytes:
+        data = take(reader, limit)
+        taken.append(len(data))
+        return data
+
+    monkeypatch.setattr(tcp, "_take", counted)
     reader, writer = await asyncio.open_connection(sock=ours)
     server = TCPServer(ASGIWrapper(app), loop, config(), WorkerContext(None), {}, reader, writer)
     task = loop.create_task(server.run())
@@ -922,7 +931,7 @@ async def test_an_idle_websocket_connection_holds_two_frames_and_reads_all_the_s
             frame = client_frame(0x1, json.dumps({"n": n}).encode())
             if n == 0:
                 client.sendall(frame[:3])
-                await until(lambda: not reader._buffer, 5, "the part read")  # type: ignore[attr-defined]
+                await until(lambda: taken[-1:] == [3], 5, "the part read")
                 client.sendall(frame[3:])
             else:
                 client.sendall(frame)
@@ -937,6 +946,30 @@ async def test_an_idle_websocket_connection_holds_two_frames_and_reads_all_the_s
             await task
         client.close()
         writer.close()
+
+
+async def test_the_read_loop_resumes_a_paused_transport_as_it_takes_the_bytes() -> None:
+    """More than the reader holds (it pauses the transport) comes through
+    the read loop's own wait whole and in order, and the transport is
+    resumed once the loop has taken enough, as `StreamReader.read` does."""
+    reader = asyncio.StreamReader(limit=1024)
+    transport = Mock()
+    transport.is_closing.return_value = False
+    reader.set_transport(transport)
+    server = TCPServer(
+        AsyncMock(), asyncio.get_running_loop(), config(), WorkerContext(None), {}, reader, Mock()
+    )
+    server.protocol = AsyncMock()
+    data = bytes(range(256)) * 400  # 100 KB
+    reader.feed_data(data)
+    transport.pause_reading.assert_called_once()  # over twice the limit
+    reading = asyncio.get_running_loop().create_task(server._read_data())
+    await until(lambda: transport.resume_reading.called, 5, "resumed")
+    reader.feed_eof()
+    await asyncio.wait_for(reading, scaled(1))
+    handed = [call.args[0] for call in server.protocol.handle.await_args_list]
+    assert handed[-1] == Closed()
+    assert b"".join(event.data for event in handed[:-1]) == data
 
 
 async def test_abort_after_the_connections_task_group_finished_is_quiet() -> None:

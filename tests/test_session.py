@@ -108,6 +108,40 @@ async def test_the_client_leaving_ends_the_session() -> None:
     assert ticker.clients == 0
 
 
+class Place:
+    """A stand-in for a place in the gate: when it was taken and given back
+    (with the close the client had been sent by then)."""
+
+    def __init__(self, fake: FakeASGI) -> None:
+        self.fake = fake
+        self.held: list[object] = []
+
+    def __enter__(self) -> None:
+        self.held.append("in")
+
+    def __exit__(self, *_: object) -> None:
+        self.held.append(("out", self.fake.closed))
+
+
+async def test_a_cancelled_session_leaves_the_ticker_and_gives_its_place_back() -> None:
+    """Cancelled (its connection's task group ending) while reading: off the
+    ticker, out of the gate, and neither counted nor logged as closed."""
+    ticker = Ticker()
+    fake = FakeASGI()
+    stats = Stats()
+    session = Session(fake.send, lambda: NOW, 10.0, stats)
+    place = Place(fake)
+    task = asyncio.create_task(session.serve(fake.receive, ticker, place))
+    await asyncio.wait_for(fake.waiting.wait(), scaled(1))
+    assert ticker.clients == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ticker.clients == 0
+    assert place.held == ["in", ("out", None)]
+    assert not stats.closed
+
+
 async def test_a_session_arriving_while_the_server_drains_is_told_to_go() -> None:
     """Accepted and told 1001 at once, never given a tick, over when the
     client answers (the fake answers at once), counted and its place in the
@@ -117,17 +151,9 @@ async def test_a_session_arriving_while_the_server_drains_is_told_to_go() -> Non
     fake = FakeASGI()
     stats = Stats()
     session = Session(fake.send, lambda: NOW, 10.0, stats)
-    held: list[object] = []
-
-    class Admission:
-        def __enter__(self) -> None:
-            held.append("in")
-
-        def __exit__(self, *_: object) -> None:
-            held.append(("out", fake.closed))
-
-    await asyncio.wait_for(session.serve(fake.receive, ticker, Admission()), scaled(1))
-    assert held == ["in", ("out", (1001, "server shutting down"))]
+    place = Place(fake)
+    await asyncio.wait_for(session.serve(fake.receive, ticker, place), scaled(1))
+    assert place.held == ["in", ("out", (1001, "server shutting down"))]
     assert ticker.clients == 0
     await ticker.publish(make_tick(1000))
     assert fake.sent == []

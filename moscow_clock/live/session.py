@@ -157,8 +157,8 @@ class Session:
                     elif isinstance(verdict, Close):
                         await self.close(verdict)
             finally:
-                if joined:
-                    ticker.leave(self)  # type: ignore[union-attr]  # (joined: it is one)
+                if joined and ticker is not None:
+                    ticker.leave(self)
             self._closed(time.monotonic() - opened)
 
     def _closed(self, duration_s: float) -> None:

@@ -1,12 +1,12 @@
 """The `/ws` endpoint as a thin ASGI layer in front of Quart.
 
-Websocket handshakes for `/ws` are admitted (origin, capacity), accepted and
-handed to a `Session`; everything else goes to the Quart app untouched.
+Websocket handshakes for `/ws` are admitted (origin, capacity) and handed to
+a `Session`, which accepts and serves them; everything else goes to the Quart
+app untouched.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 
 from ..core.asgi import ASGIApp, Receive, Scope, Send
@@ -18,8 +18,6 @@ from ..core.wire import PREFRAMED, WRITE_NOW
 from ..live.admission import NOT_HERE, Admitted, Refusal, screen
 from ..live.session import Session
 from .runtime import Runtime, on_metrics_listener
-
-log = logging.getLogger("moscow_clock.websocket")
 
 WS_PATH = "/ws"
 
@@ -42,8 +40,9 @@ class WebsocketEndpoint:
 
     def websocket(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The handshake decided here; an admitted websocket's whole life is
-        its session's one coroutine (`Session.serve`), returned to be
-        awaited: no frame of this function's is held under it."""
+        its session's one coroutine (`Session.serve`), returned for the
+        server to await at once (it gives the gate's place back when it
+        ends): no frame of this function's is held under it."""
         runtime = self.runtime
         admission = self._admit(scope)
         if isinstance(admission, Refusal):
@@ -52,16 +51,20 @@ class WebsocketEndpoint:
         extensions = scope.get("extensions") or {}
         if runtime.stats.inbound is None:  # the server's, for the metrics
             runtime.stats.inbound = extensions.get(INBOUND)
-        session = Session(
-            send,
-            runtime.clock,
-            runtime.settings.ws_message_rate,
-            runtime.stats,
-            preframed=PREFRAMED in extensions,
-            write_now=(extensions.get(PREFRAMED) or {}).get(WRITE_NOW),
-            page_clock=self._page_clock,
-            remote=(scope.get("client") or ("-", 0))[0],
-        )
+        try:
+            session = Session(
+                send,
+                runtime.clock,
+                runtime.settings.ws_message_rate,
+                runtime.stats,
+                preframed=PREFRAMED in extensions,
+                write_now=(extensions.get(PREFRAMED) or {}).get(WRITE_NOW),
+                page_clock=self._page_clock,
+                remote=(scope.get("client") or ("-", 0))[0],
+            )
+        except BaseException:
+            admission.__exit__(None, None, None)  # no session: its place is free
+            raise
         return session.serve(receive, runtime.ticker, admission)
 
     def _admit(self, scope: Scope) -> Admitted | Refusal:

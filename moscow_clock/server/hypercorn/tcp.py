@@ -146,7 +146,7 @@ class TCPServer(tcp_server.TCPServer):
         writer: asyncio.StreamWriter,
     ) -> None:
         super().__init__(app, loop, config, context, state, reader, writer)
-        del self.send_lock  # never taken (change 1); 92 bytes a connection
+        del self.send_lock  # never taken (change 1)
         self.options = options_of(config)
         ours = isinstance(config, ServerConfig)
         self.connections: Connections | None = config.connections if ours else None  # type: ignore[attr-defined]
@@ -487,10 +487,12 @@ def _take(reader: Any, limit: int) -> bytes:
 
 
 def _addresses(writer: asyncio.StreamWriter, sock: Any) -> tuple[Any, Any]:
-    """The peer's and this end's addresses, as Hypercorn's `run` makes them
-    (an `OSError` if the peer is gone), from the tuples the transport keeps
-    already: `parse_socket_addr` hands an IPv4 tuple back as it is, and
-    the transport got them from the same two calls."""
+    """The peer's and this end's addresses, as Hypercorn's `run` makes them,
+    from the tuples the transport keeps already (`parse_socket_addr` hands
+    an IPv4 tuple back as it is; the transport got them from the same two
+    calls when it was made). A peer gone since then is not noticed here, as
+    Hypercorn's own `getpeername()` would (an `OSError`), but at the first
+    read, which fails and ends the connection the same way."""
     family = sock.family
     peer = writer.get_extra_info("peername") or sock.getpeername()
     local = writer.get_extra_info("sockname") or sock.getsockname()
