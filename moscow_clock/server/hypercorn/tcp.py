@@ -206,8 +206,10 @@ class TCPServer(tcp_server.TCPServer):
             # the task whose context holds `current`, this server), so
             # reference counting frees it all at once, frozen or not
             # (collector.py).
-            self.__dict__.pop("protocol", None)
-            self.__dict__.pop("_task_group", None)
+            with suppress(AttributeError):
+                del self.protocol
+            with suppress(AttributeError):
+                del self._task_group
             # And the error that ended it (a reset, a read timeout), which the
             # reader keeps: its traceback holds frames that hold this server.
             error = self.reader.exception()
@@ -391,7 +393,7 @@ class TCPServer(tcp_server.TCPServer):
         self.aborted = True
         reset(self.writer)
         group = getattr(self, "_task_group", None)  # set by Hypercorn's run()
-        if group is not None and "protocol" in self.__dict__:  # (gone once run() ends)
+        if group is not None and hasattr(self, "protocol"):  # (gone once run() ends)
             # Not awaited: the app may be blocked on this very send while
             # the disconnect waits for room in the app's full queue.
             with suppress(RuntimeError):
