@@ -35,7 +35,7 @@ from moscow_clock.core.budget import Budget, Limits
 from moscow_clock.core.ratelimit import Every
 from moscow_clock.core.wire import FRAME, PREFRAMED, WRITE_NOW, ends_with_client_close, text_frame
 from moscow_clock.server import pinger
-from moscow_clock.server.hypercorn import guard
+from moscow_clock.server.hypercorn import guard, tcp
 from moscow_clock.server.hypercorn.h11 import H11Protocol, H11WSConnection, LazyEvent
 from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
 from moscow_clock.server.hypercorn.listen import ACCEPTS_PER_ROUND, ListeningSocket
@@ -857,10 +857,119 @@ async def test_the_transports_write_buffer_is_a_list_that_still_delivers_everyth
 
 def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> None:
     """Each saving is skipped where its fingerprint differs; here, none is."""
-    assert guard.holds("asyncio.streams")
+    assert guard.holds("asyncio.streams:FlowControlMixin")
+    assert guard.holds("asyncio.streams:StreamReader")
     assert guard.holds("wsproto.connection")
     assert guard.holds("asyncio.selector_events:_Selector")
     assert not guard.holds("nothing.by.this.name")
+
+
+def coroutine_chain(task: asyncio.Task[Any]) -> list[str]:
+    """The coroutines a task is suspended in, outermost first."""
+    chain: list[str] = []
+    coroutine: Any = task.get_coro()
+    while coroutine is not None and hasattr(coroutine, "cr_frame"):
+        chain.append(coroutine.__qualname__)
+        coroutine = coroutine.cr_await
+    return chain
+
+
+async def test_an_idle_websocket_connection_holds_two_frames_and_reads_all_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a websocket waiting for its client's next message, the
+    connection's task is suspended in our `run` and read loop only: not
+    in Hypercorn's `run` under it, nor in `StreamReader.read` and its
+    `_wait_for_data` (the read loop waits on the reader's future itself).
+    Messages still arrive, in order and whole, as does the client's end; the
+    protocol's addresses are the transport's own tuples, and Hypercorn's
+    unused send lock is gone."""
+    monkeypatch.setattr(hypercorn_h11, "WSStream", WSStream)
+    monkeypatch.setattr(hypercorn_h11, "H11WSConnection", H11WSConnection)
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    ours, _ = listener.accept()
+    listener.close()
+    received: list[Any] = []
+    accepted = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        while (event := await receive())["type"] != "websocket.disconnect":
+            if event["type"] == "websocket.receive":
+                received.append(event)
+        received.append(event)
+
+    taken: list[int] = []  # the length of every read the loop takes
+    take = tcp._take
+
+    def counted(reader: Any, limit: int) -> bytes:
+        data = take(reader, limit)
+        taken.append(len(data))
+        return data
+
+    monkeypatch.setattr(tcp, "_take", counted)
+    reader, writer = await asyncio.open_connection(sock=ours)
+    server = TCPServer(ASGIWrapper(app), loop, config(), WorkerContext(None), {}, reader, writer)
+    task = loop.create_task(server.run())
+    try:
+        key = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        client.sendall(UPGRADE.replace(b"Sec-WebSocket-Key: x", key))
+        await asyncio.wait_for(accepted.wait(), scaled(5))
+
+        def waiting() -> bool:
+            return reader._waiter is not None  # type: ignore[attr-defined]
+
+        await until(waiting, 5, "a read waiting for the client")
+        assert coroutine_chain(task) == ["TCPServer.run", "TCPServer._read_data"]
+        assert not hasattr(server, "send_lock")
+        assert server.protocol.client is writer.get_extra_info("peername")
+        assert server.protocol.server is writer.get_extra_info("sockname")
+        for n in range(3):  # one in parts, two in one segment
+            frame = client_frame(0x1, json.dumps({"n": n}).encode())
+            if n == 0:
+                client.sendall(frame[:3])
+                await until(lambda: taken[-1:] == [3], 5, "the part read")
+                client.sendall(frame[3:])
+            else:
+                client.sendall(frame)
+        await until(lambda: len(received) == 3, 5, "three messages")
+        assert [json.loads(event["text"]) for event in received] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        client.shutdown(socket.SHUT_WR)  # the client's end, without a close frame
+        await asyncio.wait_for(task, scaled(5))
+        assert received[-1]["type"] == "websocket.disconnect"
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        client.close()
+        writer.close()
+
+
+async def test_the_read_loop_resumes_a_paused_transport_as_it_takes_the_bytes() -> None:
+    """More than the reader holds (it pauses the transport) comes through
+    the read loop's own wait whole and in order, and the transport is
+    resumed once the loop has taken enough, as `StreamReader.read` does."""
+    reader = asyncio.StreamReader(limit=1024)
+    transport = Mock()
+    transport.is_closing.return_value = False
+    reader.set_transport(transport)
+    server = TCPServer(
+        AsyncMock(), asyncio.get_running_loop(), config(), WorkerContext(None), {}, reader, Mock()
+    )
+    server.protocol = AsyncMock()
+    data = bytes(range(256)) * 400  # 100 KB
+    reader.feed_data(data)
+    transport.pause_reading.assert_called_once()  # over twice the limit
+    reading = asyncio.get_running_loop().create_task(server._read_data())
+    await until(lambda: transport.resume_reading.called, 5, "resumed")
+    reader.feed_eof()
+    await asyncio.wait_for(reading, scaled(1))
+    handed = [call.args[0] for call in server.protocol.handle.await_args_list]
+    assert handed[-1] == Closed()
+    assert b"".join(event.data for event in handed[:-1]) == data
 
 
 async def test_abort_after_the_connections_task_group_finished_is_quiet() -> None:

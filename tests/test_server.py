@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 import websockets
@@ -183,3 +185,28 @@ def test_the_server_runs_the_endpoint_in_front_of_quart_not_quarts_call() -> Non
     from moscow_clock.web.endpoint import WebsocketEndpoint
 
     assert isinstance(build(Settings()).app, WebsocketEndpoint)
+
+
+async def test_an_admitted_websocket_is_its_sessions_one_coroutine() -> None:
+    """The endpoint decides the handshake and hands back the session's own
+    coroutine to await: no frame of the endpoint's sits under every
+    websocket for its life, only `Session.serve`'s."""
+    from moscow_clock.__main__ import build
+    from moscow_clock.core.config import Settings
+
+    endpoint = build(Settings()).app
+    scope: Any = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost:8080")],
+        "client": ("192.0.2.7", 50000),
+        "server": ("127.0.0.1", 8080),
+        "extensions": {},
+    }
+    call: Any = endpoint(scope, AsyncMock(), AsyncMock())
+    try:
+        assert call.__qualname__ == "Session.serve"
+    finally:
+        call.close()

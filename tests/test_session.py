@@ -30,8 +30,7 @@ async def start(
     session = Session(fake.send, lambda: NOW, rate, Stats(), page_clock=lambda: page_clock)
 
     async def run() -> object:
-        with ticker.subscription(session):
-            return await session.serve(fake.receive)
+        return await session.serve(fake.receive, ticker)
 
     task = asyncio.create_task(run())
     # Reading with nothing to read: it is subscribed and listening.
@@ -77,10 +76,11 @@ async def test_ticks_are_sent_in_order_without_a_task_per_tick() -> None:
 
 async def test_a_bad_message_closes_only_that_session() -> None:
     ticker = Ticker()
-    bad, _, bad_task = await start(ticker)
+    bad, bad_session, bad_task = await start(ticker)
     good, _, good_task = await start(ticker)
     bad.client_sends(b"\x00")
-    assert await asyncio.wait_for(bad_task, scaled(1)) is not None
+    await asyncio.wait_for(bad_task, scaled(1))
+    assert bad_session.closed_with is not None
     assert bad.closed == (1003, "binary messages are not supported")
     assert ticker.clients == 1
     await ticker.publish(make_tick(1000))
@@ -98,10 +98,66 @@ async def test_a_flood_is_closed_with_1008() -> None:
 
 
 async def test_the_client_leaving_ends_the_session() -> None:
-    fake, _, task = await start(Ticker())
+    ticker = Ticker()
+    fake, session, task = await start(ticker)
+    assert ticker.clients == 1
     fake.client_leaves()
-    assert await asyncio.wait_for(task, scaled(1)) is None  # the client left first
+    await asyncio.wait_for(task, scaled(1))
+    assert session.closed_with is None  # the client left first
     assert fake.closed is None
+    assert ticker.clients == 0
+
+
+class Place:
+    """A stand-in for a place in the gate: when it was taken and given back
+    (with the close the client had been sent by then)."""
+
+    def __init__(self, fake: FakeASGI) -> None:
+        self.fake = fake
+        self.held: list[object] = []
+
+    def __enter__(self) -> None:
+        self.held.append("in")
+
+    def __exit__(self, *_: object) -> None:
+        self.held.append(("out", self.fake.closed))
+
+
+async def test_a_cancelled_session_leaves_the_ticker_and_gives_its_place_back() -> None:
+    """Cancelled (its connection's task group ending) while reading: off the
+    ticker, out of the gate, and neither counted nor logged as closed."""
+    ticker = Ticker()
+    fake = FakeASGI()
+    stats = Stats()
+    session = Session(fake.send, lambda: NOW, 10.0, stats)
+    place = Place(fake)
+    task = asyncio.create_task(session.serve(fake.receive, ticker, place))
+    await asyncio.wait_for(fake.waiting.wait(), scaled(1))
+    assert ticker.clients == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ticker.clients == 0
+    assert place.held == ["in", ("out", None)]
+    assert not stats.closed
+
+
+async def test_a_session_arriving_while_the_server_drains_is_told_to_go() -> None:
+    """Accepted and told 1001 at once, never given a tick, over when the
+    client answers (the fake answers at once), counted and its place in the
+    gate held until then."""
+    ticker = Ticker()
+    ticker.close()
+    fake = FakeASGI()
+    stats = Stats()
+    session = Session(fake.send, lambda: NOW, 10.0, stats)
+    place = Place(fake)
+    await asyncio.wait_for(session.serve(fake.receive, ticker, place), scaled(1))
+    assert place.held == ["in", ("out", (1001, "server shutting down"))]
+    assert ticker.clients == 0
+    await ticker.publish(make_tick(1000))
+    assert fake.sent == []
+    assert stats.closed == {"1001": 1}
 
 
 async def test_drain_closes_with_going_away() -> None:

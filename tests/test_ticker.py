@@ -5,15 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from moscow_clock.core.clock import Tick, make_tick
-from moscow_clock.live.ticker import FANOUT_CHUNK, Broadcast, Ticker, TickerClosed
+from moscow_clock.live.ticker import FANOUT_CHUNK, Broadcast, Subscriber, Ticker
 
 from .fakes import FakeTime
 from .support.timing import scaled
+
+
+@contextlib.contextmanager
+def joined(ticker: Ticker, *subscribers: Subscriber) -> Iterator[None]:
+    """`subscribers` on the ticker for the block."""
+    for subscriber in subscribers:
+        assert ticker.join(subscriber)
+    try:
+        yield
+    finally:
+        for subscriber in subscribers:
+            ticker.leave(subscriber)
 
 
 async def run_until(ticker: Ticker, fake: FakeTime, count: int) -> list[tuple[int, float]]:
@@ -80,7 +92,7 @@ class Recorder:
 async def test_every_subscriber_is_offered_each_tick_once() -> None:
     ticker = Ticker()
     a, b = Recorder(), Recorder()
-    with ticker.subscription(a), ticker.subscription(b):
+    with joined(ticker, a, b):
         assert ticker.clients == 2
         for second in (1000, 2000):
             await ticker.publish(make_tick(second))
@@ -91,7 +103,7 @@ async def test_every_subscriber_is_offered_each_tick_once() -> None:
 async def test_a_busy_subscriber_skips_ticks_instead_of_queueing_them() -> None:
     ticker = Ticker()
     slow, prompt = Recorder(), Recorder()
-    with ticker.subscription(slow), ticker.subscription(prompt):
+    with joined(ticker, slow, prompt):
         await ticker.publish(make_tick(1000))
         slow.busy = True
         await ticker.publish(make_tick(2000))
@@ -109,7 +121,7 @@ async def test_a_newcomer_starts_with_the_next_tick() -> None:
     ticker = Ticker()
     await ticker.publish(make_tick(5000))
     late = Recorder()
-    with ticker.subscription(late):
+    with joined(ticker, late):
         await ticker.publish(make_tick(6000))
     assert late.got == [6000]
 
@@ -117,7 +129,7 @@ async def test_a_newcomer_starts_with_the_next_tick() -> None:
 async def test_ticks_keep_flowing_when_the_wall_clock_steps_back() -> None:
     ticker = Ticker()
     client = Recorder()
-    with ticker.subscription(client):
+    with joined(ticker, client):
         for second in (9000, 4000, 5000):  # an NTP step of -5 s between the first two
             await ticker.publish(make_tick(second))
     assert client.got == [9000, 4000, 5000]
@@ -141,7 +153,7 @@ async def rounds_during_fanout(
 
     with contextlib.ExitStack() as stack:
         for client in clients:
-            stack.enter_context(ticker.subscription(client))
+            stack.enter_context(joined(ticker, client))
         worker = asyncio.create_task(other_work())
         await running.wait()
         counts.clear()
@@ -178,11 +190,11 @@ async def test_a_fanout_held_up_by_other_work_stops_yielding() -> None:
 async def test_close_tells_subscribers_to_go_and_refuses_newcomers() -> None:
     ticker = Ticker()
     client = Recorder()
-    with ticker.subscription(client):
+    with joined(ticker, client):
         ticker.close()
         assert client.told_to_go
-    with pytest.raises(TickerClosed), ticker.subscription(Recorder()):
-        pass
+    assert not ticker.join(Recorder())  # a newcomer is refused
+    assert ticker.clients == 0
 
 
 async def test_drain_waits_for_every_client_to_leave() -> None:
@@ -191,7 +203,7 @@ async def test_drain_waits_for_every_client_to_leave() -> None:
     subscribed = [asyncio.Event(), asyncio.Event()]
 
     async def client(linger: float, done: asyncio.Event) -> None:
-        with ticker.subscription(Recorder()):
+        with joined(ticker, Recorder()):
             done.set()
             await asyncio.sleep(linger)  # closing its websocket
 
@@ -209,5 +221,5 @@ async def test_drain_waits_for_every_client_to_leave() -> None:
 
 async def test_drain_gives_up_after_its_timeout() -> None:
     ticker = Ticker()
-    with ticker.subscription(Recorder()):
+    with joined(ticker, Recorder()):
         assert await ticker.drain(timeout=scaled(0.01)) is False

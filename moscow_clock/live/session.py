@@ -11,8 +11,10 @@ from the reading loop the moment a request arrives, never behind a tick.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from ..core.asgi import Message, Receive, Send
 from ..core.clock import Clock
@@ -20,8 +22,12 @@ from ..core.clockstate import UNVERIFIED_PAGE, PageClock
 from ..core.protocol import GOING_AWAY, POLICY_VIOLATION, Close, Reply, Verdict, answer
 from ..core.ratelimit import TokenBucket
 from .stats import Stats
-from .ticker import Broadcast
+from .ticker import Broadcast, Ticker
 
+log = logging.getLogger("moscow_clock.websocket")
+
+ACCEPT: Message = {"type": "websocket.accept"}
+UNGATED: AbstractContextManager[object] = nullcontext()  # a session no gate counts
 SHUTTING_DOWN = Close(GOING_AWAY, "server shutting down")
 
 
@@ -50,8 +56,10 @@ class Session:
         preframed: bool = False,
         write_now: Callable[[bytes], bool] | None = None,
         page_clock: Callable[[], PageClock] = lambda: UNVERIFIED_PAGE,
+        remote: str = "-",
     ) -> None:
         self._send = send
+        self._remote = remote  # the client's address, for the log
         self._page_clock = page_clock
         self._loop = asyncio.get_running_loop()
         self._clock = clock
@@ -112,23 +120,51 @@ class Session:
         page_clock = self._page_clock()
         return answer(message, self._clock(), page_clock.verified_error_ms, page_clock.wire())
 
-    async def serve(self, receive: Receive) -> Close | None:
-        """Read the client's messages until it disconnects; the close this
-        server sent (None: the client left first)."""
-        while True:
-            event = await receive()
-            if event["type"] == "websocket.disconnect":
-                return self.closed_with
-            if event["type"] != "websocket.receive" or self.closed_with is not None:
-                continue  # "connect"; or closing: wait for the client's answer
-            message = event.get("text")
-            verdict = (
-                FLOODING
-                if not self._limit.allow(time.monotonic())
-                else self._answer(message if message is not None else event.get("bytes") or b"")
-            )
-            if isinstance(verdict, Reply):
-                self._stats.syncs += 1
-                await self._send({"type": "websocket.send", "text": verdict.text})
-            elif isinstance(verdict, Close):
-                await self.close(verdict)
+    async def serve(
+        self,
+        receive: Receive,
+        ticker: Ticker | None = None,
+        admission: AbstractContextManager[object] = UNGATED,
+    ) -> None:
+        """The websocket's whole life, in this one coroutine (the app call
+        awaits it directly: no other frame of the app's is held under every
+        websocket): accept it, take `ticker`'s ticks, and read the client's
+        messages until it disconnects; then count and log how it closed.
+        `admission` (its place in the gate) is held throughout. Then
+        `closed_with` is the close this server sent (None: the client left
+        first)."""
+        with admission:
+            await self._send(ACCEPT)
+            opened = time.monotonic()
+            joined = ticker is not None and ticker.join(self)
+            if ticker is not None and not joined:  # arrived while the server drains
+                await self.close(SHUTTING_DOWN)
+            try:
+                while (event := await receive())["type"] != "websocket.disconnect":
+                    if event["type"] != "websocket.receive" or self.closed_with is not None:
+                        continue  # "connect"; or closing: wait for the client's answer
+                    message = event.get("text")
+                    verdict = (
+                        FLOODING
+                        if not self._limit.allow(time.monotonic())
+                        else self._answer(
+                            message if message is not None else event.get("bytes") or b""
+                        )
+                    )
+                    if isinstance(verdict, Reply):
+                        self._stats.syncs += 1
+                        await self._send({"type": "websocket.send", "text": verdict.text})
+                    elif isinstance(verdict, Close):
+                        await self.close(verdict)
+            finally:
+                if joined and ticker is not None:
+                    ticker.leave(self)
+            self._closed(time.monotonic() - opened)
+
+    def _closed(self, duration_s: float) -> None:
+        code = "peer" if self.closed_with is None else str(self.closed_with.code)
+        self._stats.closed[code] += 1
+        log.info(
+            "websocket closed",
+            extra={"remote": self._remote, "duration_s": round(duration_s, 3), "close_code": code},
+        )

@@ -88,10 +88,6 @@ class Subscriber(Protocol):
         ...
 
 
-class TickerClosed(Exception):
-    """The process is shutting down; clients should be told to go away."""
-
-
 class Ticker:
     def __init__(
         self,
@@ -155,18 +151,17 @@ class Ticker:
         if subscribers:
             self._fanout_s.append(time.monotonic() - started)
 
-    def subscription(self, subscriber: Subscriber) -> Subscription:
-        """Offer `subscriber` every tick from the next whole second on, for the
-        duration of the block; refuses newcomers once the ticker is closing."""
-        return Subscription(self, subscriber)
-
-    def _subscribe(self, subscriber: Subscriber) -> None:
+    def join(self, subscriber: Subscriber) -> bool:
+        """Offer `subscriber` every tick from the next whole second on, until
+        it leaves; False (not joined) once the ticker is closing."""
         if self._closed:
-            raise TickerClosed
+            return False
         self._subscribers[subscriber] = None
         self._idle.clear()
+        return True
 
-    def _unsubscribe(self, subscriber: Subscriber) -> None:
+    def leave(self, subscriber: Subscriber) -> None:
+        """No more ticks for `subscriber` (it may not have joined)."""
         self._subscribers.pop(subscriber, None)
         if not self._subscribers:
             self._idle.set()
@@ -190,22 +185,3 @@ class Ticker:
         spread = reconnect_spread_s(len(self._subscribers))
         for subscriber in list(self._subscribers):
             subscriber.go_away(spread)
-
-
-class Subscription:
-    """A subscriber's time on the ticker, as a `with` block. A plain context
-    manager: a generator-based one keeps its generator frame and wrapper
-    for a websocket's whole life (docs/PERFORMANCE.md, Figures the code
-    cites)."""
-
-    __slots__ = ("_subscriber", "_ticker")
-
-    def __init__(self, ticker: Ticker, subscriber: Subscriber) -> None:
-        self._ticker = ticker
-        self._subscriber = subscriber
-
-    def __enter__(self) -> None:
-        self._ticker._subscribe(self._subscriber)
-
-    def __exit__(self, *_: object) -> None:
-        self._ticker._unsubscribe(self._subscriber)

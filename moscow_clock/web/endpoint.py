@@ -1,26 +1,23 @@
 """The `/ws` endpoint as a thin ASGI layer in front of Quart.
 
-Websocket handshakes for `/ws` are admitted (origin, capacity), accepted and
-handed to a `Session`; everything else goes to the Quart app untouched.
+Websocket handshakes for `/ws` are admitted (origin, capacity) and handed to
+a `Session`, which accepts and serves them; everything else goes to the Quart
+app untouched.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from ..core.asgi import ASGIApp, Receive, Scope, Send
 from ..core.budget import INBOUND
+from ..core.clockstate import PageClock
 from ..core.request_head import head_size
 from ..core.security_headers import with_security_headers
 from ..core.wire import PREFRAMED, WRITE_NOW
 from ..live.admission import NOT_HERE, Admitted, Refusal, screen
-from ..live.session import SHUTTING_DOWN, Session
-from ..live.ticker import TickerClosed
+from ..live.session import Session
 from .runtime import Runtime, on_metrics_listener
-
-log = logging.getLogger("moscow_clock.websocket")
 
 WS_PATH = "/ws"
 
@@ -29,6 +26,8 @@ class WebsocketEndpoint:
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
+        # One for every session, not a closure (and a cell) made for each.
+        self._page_clock: Callable[[], PageClock] = lambda: runtime.clock_monitor.page_clock
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # A plain function that returns what to await: no frame of its own
@@ -39,50 +38,34 @@ class WebsocketEndpoint:
             return self.websocket(scope, receive, send)
         return self.app(scope, receive, send)
 
-    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def websocket(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The handshake decided here; an admitted websocket's whole life is
+        its session's one coroutine (`Session.serve`), returned for the
+        server to await at once (it gives the gate's place back when it
+        ends): no frame of this function's is held under it."""
         runtime = self.runtime
         admission = self._admit(scope)
         if isinstance(admission, Refusal):
             runtime.stats.refused[admission.reason] += 1
-            await _reject(send, admission.status, admission.message, admission.headers)
-            return
+            return _reject(send, admission.status, admission.message, admission.headers)
         extensions = scope.get("extensions") or {}
         if runtime.stats.inbound is None:  # the server's, for the metrics
             runtime.stats.inbound = extensions.get(INBOUND)
-        preframed = PREFRAMED in extensions
-        write_now = (extensions.get(PREFRAMED) or {}).get(WRITE_NOW)
-        remote = (scope.get("client") or ("-", 0))[0]
-        # The scope and its headers are not held by this frame for the
-        # websocket's lifetime (the server lets go of them after the accept).
-        del scope, extensions
-        with admission:
-            await send({"type": "websocket.accept"})
-            opened = time.monotonic()
+        try:
             session = Session(
                 send,
                 runtime.clock,
                 runtime.settings.ws_message_rate,
                 runtime.stats,
-                preframed=preframed,
-                write_now=write_now,
-                page_clock=lambda: runtime.clock_monitor.page_clock,
+                preframed=PREFRAMED in extensions,
+                write_now=(extensions.get(PREFRAMED) or {}).get(WRITE_NOW),
+                page_clock=self._page_clock,
+                remote=(scope.get("client") or ("-", 0))[0],
             )
-            try:
-                with runtime.ticker.subscription(session):
-                    closed = await session.serve(receive)
-            except TickerClosed:  # arrived while the server drains
-                await session.close(SHUTTING_DOWN)
-                closed = await session.serve(receive)
-            code = "peer" if closed is None else str(closed.code)
-            runtime.stats.closed[code] += 1
-            log.info(
-                "websocket closed",
-                extra={
-                    "remote": remote,
-                    "duration_s": round(time.monotonic() - opened, 3),
-                    "close_code": code,
-                },
-            )
+        except BaseException:
+            admission.__exit__(None, None, None)  # no session: its place is free
+            raise
+        return session.serve(receive, runtime.ticker, admission)
 
     def _admit(self, scope: Scope) -> Admitted | Refusal:
         """The handshake is decided from the scope (the "websocket.connect"

@@ -76,17 +76,27 @@ FINGERPRINTS: Mapping[str, str] = {
     "hypercorn.protocol.h11:H11WSConnection": "33372cf689429978",
 }
 
-# Internals of Python and wsproto that optional parts lean on: a memory
-# saving (swapping a deque that allocates 760 bytes up front for a list),
-# and pausing the listener at the pending cap. Where one differs, that part
-# is skipped, not the start refused (the cap then closes newcomers instead of
-# letting them wait; tests/test_hypercorn_layer.py notices).
+# Internals of Python and wsproto that optional parts lean on: memory
+# savings (a deque that allocates 760 bytes up front swapped for a list; a
+# read without the stream reader's coroutine frames), and pausing the
+# listener at the pending cap. Where one differs, that part is skipped,
+# not the start refused (the cap then closes newcomers instead of letting
+# them wait; tests/test_hypercorn_layer.py notices).
 OPTIONAL: Mapping[str, str] = {
     # tcp.py: the stream protocol's drain waiters
     "asyncio.streams:FlowControlMixin.__init__": "a49ad305ef96ee00",
     "asyncio.streams:FlowControlMixin.resume_writing": "de83ae4da74c2231",
     "asyncio.streams:FlowControlMixin.connection_lost": "8251f6b1e110d757",
     "asyncio.streams:FlowControlMixin._drain_helper": "567c79b19c953058",
+    # tcp.py: the read loop's wait on the stream reader's future, as read()
+    # and _wait_for_data() do it, and what wakes it
+    "asyncio.streams:StreamReader.read": "b3e781f2317fe198",
+    "asyncio.streams:StreamReader._wait_for_data": "3064c5757b9dd9af",
+    "asyncio.streams:StreamReader._maybe_resume_transport": "9f458ca68d19a38e",
+    "asyncio.streams:StreamReader._wakeup_waiter": "6d54176c6257ad87",
+    "asyncio.streams:StreamReader.feed_data": "f1dc194f7bceb07d",
+    "asyncio.streams:StreamReader.feed_eof": "ca005b01cc4e3406",
+    "asyncio.streams:StreamReader.set_exception": "95a5674b533992dc",
     # listen.py: pausing the listener (asyncio's reader of the listening
     # socket, kept and put back: its key's data, the handle's callback and
     # arguments; accept() called on our socket, "nothing to accept" ending a round)

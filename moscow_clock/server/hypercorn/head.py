@@ -7,6 +7,8 @@ name `TCPServer.run` builds each connection's protocol with (see
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from hypercorn import protocol as hypercorn_protocol
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
@@ -48,8 +50,10 @@ class ProtocolWrapper(hypercorn_protocol.ProtocolWrapper):
             if seen > 0:
                 self._head_seen, self._head_tail = seen, tail
             else:  # ended (or nothing yet): back to the class's defaults
-                self.__dict__.pop("_head_seen", None)
-                self.__dict__.pop("_head_tail", None)
+                # (`del`, not `__dict__.pop`: asking for `__dict__` makes
+                # the instance a dict of its own, kept for its lifetime.)
+                with suppress(AttributeError):  # (none of its own: a head in one read)
+                    del self._head_seen, self._head_tail
         await super().handle(event)
 
     def _awaiting_head(self) -> bool:

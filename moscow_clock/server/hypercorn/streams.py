@@ -12,6 +12,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Coroutine
+from contextlib import suppress
 from typing import Any, cast
 
 from hypercorn.config import Config
@@ -420,7 +421,8 @@ class WSStream(ws_stream.WSStream):
         # Change 10: the scope (its headers are most of it) serves only the
         # handshake here: Hypercorn reads it again only for a refusal or an
         # app that returns before accepting. The app keeps it if it wants it.
-        self.__dict__.pop("scope", None)
+        with suppress(AttributeError):  # (`del`: `__dict__` would make a dict)
+            del self.scope
         # ...and the handshake's parsed headers: after the accept Hypercorn
         # asks it only whether it was accepted.
         self.handshake = ACCEPTED

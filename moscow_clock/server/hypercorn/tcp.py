@@ -21,7 +21,8 @@ from hypercorn.asyncio import tcp_server
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
-from hypercorn.typing import AppWrapper, LifespanState
+from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
+from hypercorn.utils import parse_socket_addr
 
 from ...core.peers import group_of
 from ...core.request_head import MAX_HEAD_BYTES
@@ -59,6 +60,15 @@ def _socket_transport() -> type | None:
 
 
 _SOCKET_TRANSPORT: Any = _socket_transport()
+
+
+def _stream_reader() -> type | None:
+    """asyncio's stream reader, if its `read` is the one `_read_waiter`
+    and `_take` do in two plain calls (change 9)."""
+    return asyncio.StreamReader if guard.holds("asyncio.streams:StreamReader") else None
+
+
+_STREAM_READER: Any = _stream_reader()
 
 
 class TCPServer(tcp_server.TCPServer):
@@ -102,7 +112,7 @@ class TCPServer(tcp_server.TCPServer):
        a timer handle and a context per read); and the
        stream protocol's drain waiters are a list, not a deque that allocates
        760 bytes up front for the one waiter there ever is (`__init__`,
-       skipped unless `guard.holds("asyncio.streams")`).
+       skipped unless `guard.holds("asyncio.streams:FlowControlMixin")`).
     8. **A tick goes straight to the socket** (`write_now`): with nothing
        in asyncio's write buffer, the frame is handed to the socket's
        `send()` as the transport's own `write()` would first do, without
@@ -114,6 +124,15 @@ class TCPServer(tcp_server.TCPServer):
        as they always did. (Skipped unless
        `guard.holds("asyncio.selector_events:_Selector")`, and on another
        event loop's transports.)
+    9. **No coroutine frames a connection does not need** (memory; no
+       upstream issue): `run` does what Hypercorn's `run` does itself
+       instead of awaiting it (one frame fewer under every connection), and
+       with the transport's own address tuples rather than a second copy of
+       each; the read loop waits on the stream reader's future itself, as
+       `StreamReader.read` and its `_wait_for_data` would (two frames
+       fewer under every idle connection: `_read_waiter`, skipped unless
+       `guard.holds("asyncio.streams:StreamReader")`); and Hypercorn's send
+       lock, which `protocol_send` no longer takes (change 1), is dropped.
     """
 
     def __init__(
@@ -127,6 +146,7 @@ class TCPServer(tcp_server.TCPServer):
         writer: asyncio.StreamWriter,
     ) -> None:
         super().__init__(app, loop, config, context, state, reader, writer)
+        del self.send_lock  # never taken (change 1)
         self.options = options_of(config)
         ours = isinstance(config, ServerConfig)
         self.connections: Connections | None = config.connections if ours else None  # type: ignore[attr-defined]
@@ -137,7 +157,11 @@ class TCPServer(tcp_server.TCPServer):
         self._read_deadline: asyncio.TimerHandle | None = None  # one timer, moved as it fires
         protocol = getattr(writer, "_protocol", None)
         waiters = getattr(protocol, "_drain_waiters", None)
-        if type(waiters) is deque and not waiters and guard.holds("asyncio.streams"):
+        if (
+            type(waiters) is deque
+            and not waiters
+            and guard.holds("asyncio.streams:FlowControlMixin")
+        ):
             protocol._drain_waiters = []  # type: ignore[union-attr]  # a list, not a deque
         _lighten_transport(writer.transport)
 
@@ -153,7 +177,28 @@ class TCPServer(tcp_server.TCPServer):
             self.writer.close()  # (the kernel resets it if a part of a head is unread)
             return
         try:
-            await super().run()
+            # Hypercorn's `run` (fingerprinted in guard.py), in this frame.
+            try:
+                client, server = _addresses(self.writer, sock)
+                ssl_object = self.writer.get_extra_info("ssl_object")
+                ssl = ssl_object is not None
+                alpn = ssl_object.selected_alpn_protocol() if ssl else "http/1.1"
+                # (The names install.py rebinds, looked up as Hypercorn does.)
+                group = tcp_server.TaskGroup(self.loop)  # type: ignore[attr-defined]
+                async with group as task_group:
+                    self._task_group = task_group
+                    self.protocol = tcp_server.ProtocolWrapper(  # type: ignore[attr-defined]
+                        self.app, self.config, self.context, task_group,
+                        ConnectionState(self.state), ssl, client, server,
+                        self.protocol_send, alpn,
+                    )  # fmt: skip
+                    await self.protocol.initiate()
+                    await self.idle_task.restart(task_group, self._idle_timeout)
+                    await self._read_data()
+            except OSError:
+                pass
+            finally:
+                await self._close()
         finally:
             self._leave()
             # The connection is over: drop the references that made it a cycle
@@ -161,8 +206,10 @@ class TCPServer(tcp_server.TCPServer):
             # the task whose context holds `current`, this server), so
             # reference counting frees it all at once, frozen or not
             # (collector.py).
-            self.__dict__.pop("protocol", None)
-            self.__dict__.pop("_task_group", None)
+            with suppress(AttributeError):
+                del self.protocol
+            with suppress(AttributeError):
+                del self._task_group
             # And the error that ended it (a reset, a read timeout), which the
             # reader keeps: its traceback holds frames that hold this server.
             error = self.reader.exception()
@@ -176,6 +223,7 @@ class TCPServer(tcp_server.TCPServer):
         # Hypercorn's loop; a read blocked `read_timeout` fails with
         # TimeoutError, as under Hypercorn's `wait_for`.
         reader, loop, timeout = self.reader, self.loop, self.config.read_timeout
+        direct = type(reader) is _STREAM_READER
         if self.counted and self.connections is not None:
             self.connections.reading(self, loop.time())
         try:
@@ -186,7 +234,16 @@ class TCPServer(tcp_server.TCPServer):
                         self._reading_since + timeout, self._read_overdue
                     )
                 try:
-                    data = await reader.read(tcp_server.MAX_RECV)
+                    if direct:
+                        waiter = _read_waiter(reader)
+                        if waiter is not None:
+                            try:
+                                await waiter
+                            finally:
+                                reader._waiter = None  # type: ignore[attr-defined]
+                        data = _take(reader, tcp_server.MAX_RECV)
+                    else:
+                        data = await reader.read(tcp_server.MAX_RECV)
                 except (ConnectionError, OSError, TimeoutError, SSLError) as error:
                     # The reader keeps the error, whose traceback holds this
                     # frame, which holds the reader: a cycle that would keep
@@ -336,7 +393,7 @@ class TCPServer(tcp_server.TCPServer):
         self.aborted = True
         reset(self.writer)
         group = getattr(self, "_task_group", None)  # set by Hypercorn's run()
-        if group is not None and "protocol" in self.__dict__:  # (gone once run() ends)
+        if group is not None and hasattr(self, "protocol"):  # (gone once run() ends)
             # Not awaited: the app may be blocked on this very send while
             # the disconnect waits for room in the app's full queue.
             with suppress(RuntimeError):
@@ -401,6 +458,47 @@ def _lighten_transport(transport: object) -> None:
     buffer = getattr(transport, "_buffer", None)
     if type(transport) is _SOCKET_TRANSPORT and type(buffer) is deque and not buffer:
         transport._buffer = _WriteBuffer()  # type: ignore[attr-defined]
+
+
+def _read_waiter(reader: Any) -> asyncio.Future[None] | None:
+    """The future `StreamReader.read` would wait on (in its
+    `_wait_for_data`) before it has bytes to give, or None if it would not
+    wait; its error, if it has one, raised as `read` raises it. The caller
+    awaits the future in its own frame and then clears `_waiter`, as
+    `_wait_for_data` does."""
+    if reader._exception is not None:
+        raise reader._exception
+    if reader._buffer or reader._eof:
+        return None
+    if reader._waiter is not None:
+        raise RuntimeError("read() called while another coroutine is already waiting")
+    if reader._paused:  # waiting while paused would wait forever
+        reader._paused = False
+        reader._transport.resume_reading()
+    waiter: asyncio.Future[None] = reader._loop.create_future()
+    reader._waiter = waiter
+    return waiter
+
+
+def _take(reader: Any, limit: int) -> bytes:
+    """What `StreamReader.read(limit)` returns once it has waited."""
+    data = bytes(memoryview(reader._buffer)[:limit])
+    del reader._buffer[:limit]
+    reader._maybe_resume_transport()
+    return data
+
+
+def _addresses(writer: asyncio.StreamWriter, sock: Any) -> tuple[Any, Any]:
+    """The peer's and this end's addresses, as Hypercorn's `run` makes them,
+    from the tuples the transport keeps already (`parse_socket_addr` hands
+    an IPv4 tuple back as it is; the transport got them from the same two
+    calls when it was made). A peer gone since then is not noticed here, as
+    Hypercorn's own `getpeername()` would (an `OSError`), but at the first
+    read, which fails and ends the connection the same way."""
+    family = sock.family
+    peer = writer.get_extra_info("peername") or sock.getpeername()
+    local = writer.get_extra_info("sockname") or sock.getsockname()
+    return parse_socket_addr(family, peer), parse_socket_addr(family, local)
 
 
 def _head_waiting(sock: Any) -> int:
