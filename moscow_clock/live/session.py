@@ -123,7 +123,7 @@ class Session:
     async def serve(
         self,
         receive: Receive,
-        ticker: Ticker | None = None,
+        ticker: Ticker,
         admission: AbstractContextManager[object] = UNGATED,
     ) -> None:
         """The websocket's whole life, in this one coroutine (the app call
@@ -136,8 +136,7 @@ class Session:
         with admission:
             await self._send(ACCEPT)
             opened = time.monotonic()
-            joined = ticker is not None and ticker.join(self)
-            if ticker is not None and not joined:  # arrived while the server drains
+            if not ticker.join(self):  # arrived while the server drains
                 await self.close(SHUTTING_DOWN)
             try:
                 while (event := await receive())["type"] != "websocket.disconnect":
@@ -157,8 +156,7 @@ class Session:
                     elif isinstance(verdict, Close):
                         await self.close(verdict)
             finally:
-                if joined and ticker is not None:
-                    ticker.leave(self)
+                ticker.leave(self)  # (as well if it never joined)
             self._closed(time.monotonic() - opened)
 
     def _closed(self, duration_s: float) -> None:

@@ -44,27 +44,25 @@ class WebsocketEndpoint:
         server to await at once (it gives the gate's place back when it
         ends): no frame of this function's is held under it."""
         runtime = self.runtime
+        extensions = scope.get("extensions") or {}
+        if runtime.stats.inbound is None:  # the server's, for the metrics
+            runtime.stats.inbound = extensions.get(INBOUND)
+        # Made before the gate is asked: from its place taken to the
+        # coroutine that gives it back, nothing can fail.
+        session = Session(
+            send,
+            runtime.clock,
+            runtime.settings.ws_message_rate,
+            runtime.stats,
+            preframed=PREFRAMED in extensions,
+            write_now=(extensions.get(PREFRAMED) or {}).get(WRITE_NOW),
+            page_clock=self._page_clock,
+            remote=(scope.get("client") or ("-", 0))[0],
+        )
         admission = self._admit(scope)
         if isinstance(admission, Refusal):
             runtime.stats.refused[admission.reason] += 1
             return _reject(send, admission.status, admission.message, admission.headers)
-        extensions = scope.get("extensions") or {}
-        if runtime.stats.inbound is None:  # the server's, for the metrics
-            runtime.stats.inbound = extensions.get(INBOUND)
-        try:
-            session = Session(
-                send,
-                runtime.clock,
-                runtime.settings.ws_message_rate,
-                runtime.stats,
-                preframed=PREFRAMED in extensions,
-                write_now=(extensions.get(PREFRAMED) or {}).get(WRITE_NOW),
-                page_clock=self._page_clock,
-                remote=(scope.get("client") or ("-", 0))[0],
-            )
-        except BaseException:
-            admission.__exit__(None, None, None)  # no session: its place is free
-            raise
         return session.serve(receive, runtime.ticker, admission)
 
     def _admit(self, scope: Scope) -> Admitted | Refusal:
