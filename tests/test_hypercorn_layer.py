@@ -38,6 +38,7 @@ from moscow_clock.server import pinger
 from moscow_clock.server.hypercorn import guard, tcp
 from moscow_clock.server.hypercorn.h11 import H11Protocol, H11WSConnection, LazyEvent
 from moscow_clock.server.hypercorn.inbox import AppInbox, TaskGroup
+from moscow_clock.server.hypercorn.install import install
 from moscow_clock.server.hypercorn.listen import ACCEPTS_PER_ROUND, ListeningSocket
 from moscow_clock.server.hypercorn.options import Options, ServerConfig
 from moscow_clock.server.hypercorn.shed import BODY, refusal, upgrade_path
@@ -862,6 +863,27 @@ def test_the_internals_the_memory_savings_lean_on_are_the_ones_expected() -> Non
     assert guard.holds("wsproto.connection")
     assert guard.holds("asyncio.selector_events:_Selector")
     assert not guard.holds("nothing.by.this.name")
+    assert guard.skipped() == []
+
+
+def test_a_python_whose_internals_differ_runs_without_those_savings_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A later Python that changed a function a saving leans on starts (on
+    the public path for that part) and says which function to re-check; one
+    whose change was reviewed counts as the same."""
+    changed = "asyncio.selector_events:_SelectorSocketTransport.writelines"
+    reviewed = "asyncio.selector_events:_SelectorSocketTransport.close"
+    real = guard.fingerprint
+    fake = {changed: "0" * 16, reviewed: guard.OPTIONAL[reviewed][-1]}
+    monkeypatch.setattr(guard, "fingerprint", lambda name: fake.get(name) or real(name))
+    assert guard.skipped() == [changed]
+    with caplog.at_level(logging.WARNING, "moscow_clock.server"):
+        install()
+    (line,) = [r.getMessage() for r in caplog.records if "running without" in r.getMessage()]
+    assert changed in line
+    assert reviewed not in line
+    assert "moscow_clock/server/hypercorn/guard.py" in line
 
 
 def coroutine_chain(task: asyncio.Task[Any]) -> list[str]:

@@ -213,6 +213,24 @@ def test_distroless_has_no_shell(engine: Engine, images: dict[str, str]) -> None
     assert probe.split() == ["False", "False"]
 
 
+def test_every_saving_holds_on_the_images_python(
+    engine: Engine, images: dict[str, str], variant: str
+) -> None:
+    """The internals of the image's own Python (a later 3.13 than this
+    machine's, in distroless Debian's) match a reviewed version wherever a
+    saving leans on them (guard.OPTIONAL): the image serves with the memory
+    and CPU measured in docs/PERFORMANCE.md, not on the public fallbacks."""
+    probe = (
+        "import sys; from moscow_clock.server.hypercorn import guard;"
+        "print(sys.version.split()[0], guard.skipped())"
+    )
+    command = ["-c", probe] if variant == "distroless" else ["python", "-c", probe]
+    out = engine.run("run", "--rm", "--network", "host", images[variant], *command)
+    version, skipped = out.strip().split(" ", 1)
+    assert version.startswith("3.13.")
+    assert skipped == "[]", f"Python {version} in the {variant} image: {skipped}"
+
+
 def test_healthcheck_passes_in_the_container(engine: Engine, container: Container) -> None:
     if engine.name == "podman":
         engine.run("healthcheck", "run", container.name)  # exit 0 = healthy

@@ -78,52 +78,79 @@ FINGERPRINTS: Mapping[str, str] = {
 
 # Internals of Python and wsproto that optional parts lean on: memory
 # savings (a deque that allocates 760 bytes up front swapped for a list; a
-# read without the stream reader's coroutine frames), and pausing the
-# listener at the pending cap. Where one differs, that part is skipped,
+# read without the stream reader's coroutine frames), a tick written
+# straight to the socket, and pausing the listener at the pending cap.
+# Where one matches none of its reviewed versions, that part is skipped,
 # not the start refused (the cap then closes newcomers instead of letting
-# them wait; tests/test_hypercorn_layer.py notices).
-OPTIONAL: Mapping[str, str] = {
+# them wait), and the start-up log says so (`skipped`). Each name maps to
+# the fingerprints of the versions read against the code that leans on it:
+# Python 3.13.0's first, then later 3.13 releases' where the function
+# changed (3.13.5 is the distroless image's Debian Python; 3.13.18 is
+# Debian's newest 3.13). tests/test_images.py checks both images' Pythons.
+OPTIONAL: Mapping[str, tuple[str, ...]] = {
     # tcp.py: the stream protocol's drain waiters
-    "asyncio.streams:FlowControlMixin.__init__": "a49ad305ef96ee00",
-    "asyncio.streams:FlowControlMixin.resume_writing": "de83ae4da74c2231",
-    "asyncio.streams:FlowControlMixin.connection_lost": "8251f6b1e110d757",
-    "asyncio.streams:FlowControlMixin._drain_helper": "567c79b19c953058",
+    "asyncio.streams:FlowControlMixin.__init__": ("a49ad305ef96ee00",),
+    "asyncio.streams:FlowControlMixin.resume_writing": ("de83ae4da74c2231",),
+    "asyncio.streams:FlowControlMixin.connection_lost": ("8251f6b1e110d757",),
+    "asyncio.streams:FlowControlMixin._drain_helper": ("567c79b19c953058",),
     # tcp.py: the read loop's wait on the stream reader's future, as read()
     # and _wait_for_data() do it, and what wakes it
-    "asyncio.streams:StreamReader.read": "b3e781f2317fe198",
-    "asyncio.streams:StreamReader._wait_for_data": "3064c5757b9dd9af",
-    "asyncio.streams:StreamReader._maybe_resume_transport": "9f458ca68d19a38e",
-    "asyncio.streams:StreamReader._wakeup_waiter": "6d54176c6257ad87",
-    "asyncio.streams:StreamReader.feed_data": "f1dc194f7bceb07d",
-    "asyncio.streams:StreamReader.feed_eof": "ca005b01cc4e3406",
-    "asyncio.streams:StreamReader.set_exception": "95a5674b533992dc",
+    "asyncio.streams:StreamReader.read": ("b3e781f2317fe198",),
+    "asyncio.streams:StreamReader._wait_for_data": ("3064c5757b9dd9af",),
+    "asyncio.streams:StreamReader._maybe_resume_transport": ("9f458ca68d19a38e",),
+    "asyncio.streams:StreamReader._wakeup_waiter": ("6d54176c6257ad87",),
+    "asyncio.streams:StreamReader.feed_data": ("f1dc194f7bceb07d",),
+    "asyncio.streams:StreamReader.feed_eof": ("ca005b01cc4e3406",),
+    "asyncio.streams:StreamReader.set_exception": ("95a5674b533992dc",),
     # listen.py: pausing the listener (asyncio's reader of the listening
     # socket, kept and put back: its key's data, the handle's callback and
     # arguments; accept() called on our socket, "nothing to accept" ending a round)
-    "asyncio.selector_events:BaseSelectorEventLoop._add_reader": "84bfb60f3b40bfe1",
-    "asyncio.selector_events:BaseSelectorEventLoop._start_serving": "5b4f8624acd2d619",
-    "asyncio.selector_events:BaseSelectorEventLoop._accept_connection": "0cc21edb204919f0",
-    "asyncio.selector_events:events.Handle.__init__": "30d3624f79a99a60",
+    "asyncio.selector_events:BaseSelectorEventLoop._add_reader": ("84bfb60f3b40bfe1",),
+    "asyncio.selector_events:BaseSelectorEventLoop._start_serving": ("5b4f8624acd2d619",),
+    # 3.13.18: up to backlog + 1 accepts a round, and an aborted connection
+    # is skipped rather than ending the round; "nothing to accept" still ends it
+    "asyncio.selector_events:BaseSelectorEventLoop._accept_connection": (
+        "0cc21edb204919f0",
+        "f1350ef04c78b13a",
+    ),
+    "asyncio.selector_events:events.Handle.__init__": ("30d3624f79a99a60",),
     # tcp.py: the socket transport's write buffer (every method that touches
     # it), and write_now's send() when that buffer is empty
-    "asyncio.selector_events:_SelectorTransport.__init__": "862e8f93f96152fa",
-    "asyncio.selector_events:_SelectorTransport.get_write_buffer_size": "45e1a4fae4b5b821",
-    "asyncio.selector_events:_SelectorTransport.close": "92ff882936b07fb4",
-    "asyncio.selector_events:_SelectorTransport._force_close": "9e332a61659ed7d4",
-    "asyncio.selector_events:_SelectorSocketTransport.write": "1b7042f45fbf2e07",
-    "asyncio.selector_events:_SelectorSocketTransport._get_sendmsg_buffer": "511c2226935b6b6e",
-    "asyncio.selector_events:_SelectorSocketTransport._write_sendmsg": "445ad99e8cf8203f",
-    "asyncio.selector_events:_SelectorSocketTransport._adjust_leftover_buffer": "c46d5b608f824f6d",
-    "asyncio.selector_events:_SelectorSocketTransport._write_send": "86130b899dde9b57",
-    "asyncio.selector_events:_SelectorSocketTransport.write_eof": "becc27c51a224058",
-    "asyncio.selector_events:_SelectorSocketTransport.writelines": "0828825f7b24199d",
-    "asyncio.selector_events:_SelectorSocketTransport._make_empty_waiter": "1fd589622109468d",
-    "asyncio.selector_events:_SelectorSocketTransport.close": "c6a8c534261c152f",
-    "asyncio.selector_events:_SelectorSocketTransport.__init__": "f65ef871d8329c07",
+    "asyncio.selector_events:_SelectorTransport.__init__": ("862e8f93f96152fa",),
+    "asyncio.selector_events:_SelectorTransport.get_write_buffer_size": ("45e1a4fae4b5b821",),
+    "asyncio.selector_events:_SelectorTransport.close": ("92ff882936b07fb4",),
+    "asyncio.selector_events:_SelectorTransport._force_close": ("9e332a61659ed7d4",),
+    # 3.13.18: only the TypeError's wording
+    "asyncio.selector_events:_SelectorSocketTransport.write": (
+        "1b7042f45fbf2e07",
+        "73788f7edf74c2d1",
+    ),
+    "asyncio.selector_events:_SelectorSocketTransport._get_sendmsg_buffer": ("511c2226935b6b6e",),
+    "asyncio.selector_events:_SelectorSocketTransport._write_sendmsg": ("445ad99e8cf8203f",),
+    "asyncio.selector_events:_SelectorSocketTransport._adjust_leftover_buffer": (
+        "c46d5b608f824f6d",
+    ),
+    "asyncio.selector_events:_SelectorSocketTransport._write_send": ("86130b899dde9b57",),
+    "asyncio.selector_events:_SelectorSocketTransport.write_eof": ("becc27c51a224058",),
+    # 3.13.5: pauses the protocol when the rest is buffered, as write() does;
+    # 3.13.18: also drops the data once the connection is lost, as write() does
+    "asyncio.selector_events:_SelectorSocketTransport.writelines": (
+        "0828825f7b24199d",
+        "1f889cedc25c6e2c",
+        "99170307df3006db",
+    ),
+    "asyncio.selector_events:_SelectorSocketTransport._make_empty_waiter": ("1fd589622109468d",),
+    # 3.13.5: `_write_ready` is cleared when the connection is lost, not on
+    # close (write_now never calls it; a closing transport is never written)
+    "asyncio.selector_events:_SelectorSocketTransport.close": (
+        "c6a8c534261c152f",
+        "1aea5d92f4274d96",
+    ),
+    "asyncio.selector_events:_SelectorSocketTransport.__init__": ("f65ef871d8329c07",),
     # streams.py: wsproto's event queue
-    "wsproto.connection:Connection.__init__": "2aa4c1439d32bd59",
-    "wsproto.connection:Connection.receive_data": "046f0bbb05b365e3",
-    "wsproto.connection:Connection.events": "e4d77be0bfef1af2",
+    "wsproto.connection:Connection.__init__": ("2aa4c1439d32bd59",),
+    "wsproto.connection:Connection.receive_data": ("046f0bbb05b365e3",),
+    "wsproto.connection:Connection.events": ("e4d77be0bfef1af2",),
 }
 
 # Which of this layer's modules depends on each (for the message).
@@ -162,10 +189,16 @@ def fingerprint(target: str) -> str:
 
 @functools.cache
 def holds(*prefixes: str) -> bool:
-    """Every `OPTIONAL` fingerprint whose name starts with one of `prefixes`
-    matches."""
+    """Every `OPTIONAL` name that starts with one of `prefixes` has the
+    fingerprint of one of its reviewed versions."""
     names = [name for name in OPTIONAL if name.startswith(prefixes)]
-    return bool(names) and all(fingerprint(name) == OPTIONAL[name] for name in names)
+    return bool(names) and all(fingerprint(name) in OPTIONAL[name] for name in names)
+
+
+def skipped() -> list[str]:
+    """The `OPTIONAL` names matching none of their reviewed versions: the
+    parts that lean on them are off in this process."""
+    return [name for name, digests in OPTIONAL.items() if fingerprint(name) not in digests]
 
 
 def installed_version() -> str:

@@ -9,6 +9,7 @@ Hypercorn other than the one these were written for.
 from __future__ import annotations
 
 import importlib
+import logging
 
 from . import guard
 from .h11 import H11Protocol, H11WSConnection
@@ -29,11 +30,21 @@ REBIND: dict[tuple[str, str], type] = {
     ("hypercorn.protocol.h2", "WSStream"): WSStream,  # H2Protocol._create_stream (HTTP2=true)
 }
 
+log = logging.getLogger("moscow_clock.server")
+
 
 def install() -> None:
     """Check Hypercorn (`GuardError` if it is not the one expected), then
-    rebind. Idempotent."""
+    rebind. Idempotent. Says which optional parts are off (guard.OPTIONAL):
+    they run on the public path, correct but slower or larger."""
     guard.check()
+    off = guard.skipped()
+    if off:
+        log.warning(
+            "running without the savings that lean on %s: they match no version "
+            "reviewed in moscow_clock/server/hypercorn/guard.py (OPTIONAL)",
+            ", ".join(off),
+        )
     for (module_name, name), ours in REBIND.items():
         module = importlib.import_module(module_name)
         theirs = getattr(module, name)
