@@ -23,6 +23,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from moscow_clock.server.hypercorn.listen import DEFER_ACCEPT_S
+
 from .support.rawws import (
     CLOSE,
     HANDSHAKE,
@@ -388,7 +390,8 @@ async def test_http2_setting_turns_it_on(start_server: Start) -> None:
 
 
 async def test_idle_connections_are_capped_and_reaped(start_server: Start) -> None:
-    """Connections that never send a request are closed after 5 s, and past
+    """Connections that never send a request are handed over by the kernel
+    after DEFER_ACCEPT_S and closed 5 s later, and past
     MAX_PENDING_CONNECTIONS the rest wait in the kernel's queue while the
     silent ones held make room: the server holds at most the cap, /healthz
     and the websockets keep being served."""
@@ -397,9 +400,10 @@ async def test_idle_connections_are_capped_and_reaped(start_server: Start) -> No
         before = _descriptors(server)
         idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
         held = _descriptors(server) - before
-        # Three rounds of 20: two made room for after 1 s silent, the last
-        # closed by the 5 s timeout; a wait, not a bound on the time.
-        await until(lambda: _open(idle) == 0, 5 + 10, "the idle ones reaped")
+        # Handed over after DEFER_ACCEPT_S, then three rounds of 20: two made
+        # room for after 1 s silent, the last closed by the 5 s timeout; a
+        # wait, not a bound on the time.
+        await until(lambda: _open(idle) == 0, DEFER_ACCEPT_S + 5 + 10, "the idle ones reaped")
         held = max(held, _descriptors(server) - before)
         open_later = _open(idle)
         await seen.ticks(5)
@@ -412,6 +416,36 @@ async def test_idle_connections_are_capped_and_reaped(start_server: Start) -> No
     # ones held have been silent STALL_S (1 s) and make room: answered, late.
     assert not seen.health_failed, seen.health_failed
     assert max(seen.health_ms) < scaled(4000), seen.health_ms
+
+
+async def test_a_head_that_follows_its_connect_late_is_answered_past_a_silent_crowd(
+    start_server: Start,
+) -> None:
+    """The kernel hands a connection to the server once its first bytes are
+    in (listen.py, DEFER_ACCEPT_S): a crowd of silent connections holds no
+    descriptor or pending slot meanwhile, and a client whose head comes
+    more than STALL_S after its connect (a lossy link, a busy client) is
+    answered, not accepted early, judged stalled and reset to make room."""
+    server = start_server(MAX_PENDING_CONNECTIONS="4", ACCESS_LOG="false")
+    before = _descriptors(server)
+    late = socket.create_connection(("127.0.0.1", server.port))  # first in the queue
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(40)]
+    try:
+        # The client's own delay, the behaviour under test (STALL_S is 1 s;
+        # the kernel hands over a silent one at DEFER_ACCEPT_S).
+        await asyncio.sleep(1.5)
+        held = _descriptors(server) - before
+        late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        late.settimeout(scaled(10))
+        response = b""
+        with suppress(ConnectionError):
+            while chunk := await asyncio.to_thread(late.recv, 65536):
+                response += chunk
+    finally:
+        for sock in [*silent, late]:
+            sock.close()
+    assert response.startswith(b"HTTP/1.1 200"), response[:80]
+    assert held <= 1, held  # none of the 41 (+ a request of the test's own in flight)
 
 
 def _descriptors(server: ServerProcess) -> int:

@@ -291,7 +291,10 @@ async def test_the_gate_pauses_and_resumes_the_listener() -> None:
     clients = []
     try:
         assert gate.pause()
+        # (Each speaks first, as every HTTP client does: the kernel hands over
+        # a connection once its first bytes are in, listen.DEFER_ACCEPT_S.)
         clients.append(socket.create_connection(sock.getsockname()))  # the kernel's queue
+        clients[-1].sendall(b"G")
         for _ in range(20):  # rounds of the loop: a registered listener would accept
             await asyncio.sleep(0)
         assert not accepted
@@ -299,6 +302,7 @@ async def test_the_gate_pauses_and_resumes_the_listener() -> None:
         await until(lambda: len(accepted) == 1, 2, "accepted once resumed")
         gate.full = lambda: True  # the cap reached: the accept pauses it again
         clients.append(socket.create_connection(sock.getsockname()))
+        clients[-1].sendall(b"G")
         await until(lambda: gate.paused, 2, "paused at the cap")
         assert gate.unstarted() >= 1
     finally:

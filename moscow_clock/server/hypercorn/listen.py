@@ -23,6 +23,10 @@ public API offers: the reader asyncio registered is kept and put back
 (its fingerprints in guard.py, `OPTIONAL`; where one differs, or on
 another event loop, the gate never pauses and the cap falls back to
 closing the newcomer).
+
+And the kernel hands a TCP connection over only once its first bytes are
+in (`DEFER_ACCEPT_S`): the pending cap then rarely sees a connection that
+has sent nothing, which it cannot tell from a silent attacker.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ ACCEPTS_PER_ROUND = 64
 REST_S = 0.25
 # The errors accept() reports for that (asyncio's own list).
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# The kernel hands a TCP connection to accept() once its first bytes are in,
+# or, sending nothing, after about this long (TCP_DEFER_ACCEPT: Linux counts
+# it in SYN-ACK resends, at 1, 3 and 7 s): a head that follows its connect late
+# (a lossy link, a busy client) waits in the kernel rather than being
+# accepted and judged stalled, and a silent connection costs the process
+# nothing meanwhile. Every client of an HTTP server speaks first.
+DEFER_ACCEPT_S = 7
 # How often "out of descriptors" is logged while it lasts.
 ACCEPT_ERROR_LOG_S = 10.0
 
@@ -262,6 +273,8 @@ def long_queue(sock: socket.socket, gate: Gate | None = None) -> socket.socket:
         return sock
     ours = ListeningSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
     ours.listen()
+    if ours.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_DEFER_ACCEPT"):
+        ours.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
     if gate is not None:
         gate.add(ours)
     return ours

@@ -14,7 +14,9 @@ keep-alive connections (oldest first), then, if that is not enough, every
 stalled one (a head, or nothing, with no new byte for `STALL_S`, and none waiting
 unread in the kernel: the server's own lateness stalls no one); a
 connection is never closed before its first read, nor while its request is
-being answered. A head must also be whole within
+being answered (and the kernel hands a connection over only once its
+first bytes are in, or after listen.DEFER_ACCEPT_S of silence, so a head
+that comes late is not seen as stalled). A head must also be whole within
 `head_timeout` of its first byte. So no crowd of slow or silent sockets,
 however large, keeps a request that arrives whole (a probe, a handshake)
 out for longer than the queue ahead of it takes to cycle.
